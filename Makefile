@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine: `make book` and `make test`.
+# Both create the virtual environment on first use and reinstall when requirements change.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: book test bench clean
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+book: $(BIN)/.installed
+	$(BIN)/jupyter-book build . -n -W --keep-going
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/reference_speed.py
+
+clean:
+	rm -rf _build

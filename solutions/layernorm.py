@@ -1,0 +1,175 @@
+"""Layer normalization and its relatives: group norm, instance norm, RMS norm.
+
+Where batch norm computes statistics per feature over the batch, layer norm computes them
+per sample over the features, so training and inference do the same computation and no
+running statistics are needed (Ba, Kiros & Hinton 2016). Group norm (Wu & He 2018) sits in
+between: per sample, over groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the
+re-centering and divides by the root mean square only.
+
+Conventions follow PyTorch: ``F.layer_norm`` normalises over the trailing
+``normalized_shape`` axes with the biased variance and eps = 1e-5; ``nn.RMSNorm`` takes
+``eps`` inside the square root. Any floating-point input is computed and returned in float64.
+See book/layernorm.md.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from solutions import _validate
+
+
+def _count(value, name: str) -> int:
+    """Return a positive integer (an axis count, a number of groups); bools are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
+    """Layer normalization over the last ``normalized_ndim`` axes of ``x``.
+
+    Parameters
+    ----------
+    x : float array of shape (*leading, *normalized_shape)
+        ``normalized_shape = x.shape[-normalized_ndim:]``; every index into the leading axes
+        (a sample, or a sample and time step) is normalised on its own.
+    gamma, beta : float arrays of shape ``normalized_shape``
+        Elementwise scale and shift.
+    normalized_ndim : int, 1 <= normalized_ndim <= x.ndim
+    eps : float > 0, added to the biased variance.
+
+    Returns
+    -------
+    out : array of the shape of ``x``, ``gamma * (x - mu) / sqrt(var + eps) + beta`` with
+        mu and var (biased) computed over the normalized axes, exactly ``F.layer_norm(x,
+        normalized_shape, gamma, beta, eps)``.
+    cache : tuple for :func:`layernorm_backward`.
+
+    See book/layernorm.md.
+    """
+    x = _validate.float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
+    normalized_ndim = _count(normalized_ndim, "normalized_ndim")
+    if normalized_ndim > x.ndim:
+        raise ValueError(
+            f"normalized_ndim must be at most x.ndim = {x.ndim}, got {normalized_ndim}"
+        )
+    shape = x.shape[x.ndim - normalized_ndim:]
+    if 0 in shape:
+        raise ValueError(f"the normalized axes of x must not be empty, got shape {shape}")
+    gamma = _validate.same_shape(gamma, "gamma", shape).astype(np.float64, copy=False)
+    beta = _validate.same_shape(beta, "beta", shape).astype(np.float64, copy=False)
+    eps = _validate.positive(eps, "eps")
+
+    axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased, as in F.layer_norm
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = xc * inv_std
+    out = gamma * xhat + beta
+    return out, (xhat, inv_std, gamma, axes)
+
+
+def layernorm_backward(dout, cache):
+    """Backward pass of :func:`layernorm_forward`.
+
+    Per sample, with m = prod(normalized_shape) values and ``dxhat = dout * gamma``, the
+    compact form is the batch-norm one taken over the normalized axes instead of the batch:
+    ``dx = (1 / sqrt(var + eps)) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))``.
+    ``dgamma = sum(dout * xhat)`` and ``dbeta = sum(dout)`` are summed over the leading axes.
+
+    Parameters
+    ----------
+    dout : float array of the shape of the forward output.
+    cache : the cache returned by :func:`layernorm_forward`.
+
+    Returns
+    -------
+    dx : array of the shape of ``x``; dgamma, dbeta : arrays of shape ``normalized_shape``.
+
+    See book/layernorm.md.
+    """
+    xhat, inv_std, gamma, axes = cache
+    dout = _validate.same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    leading = tuple(range(xhat.ndim - len(axes)))
+    dbeta = dout.sum(axis=leading)
+    dgamma = (dout * xhat).sum(axis=leading)
+    dxhat = dout * gamma
+    dx = inv_std * (
+        dxhat
+        - dxhat.mean(axis=axes, keepdims=True)
+        - xhat * np.mean(dxhat * xhat, axis=axes, keepdims=True)
+    )
+    return dx, dgamma, dbeta
+
+
+def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
+    """Group normalization, exactly ``F.group_norm(x, num_groups, gamma, beta, eps)``.
+
+    Parameters
+    ----------
+    x : float array of shape (N, C, *spatial)
+        The C channels are split into ``num_groups`` consecutive groups of C / num_groups
+        channels; each (sample, group) pair is normalised over its channels and all spatial
+        positions with the biased variance. One group is layer norm over (C, *spatial);
+        C groups is instance norm.
+    num_groups : int dividing C.
+    gamma, beta : float arrays of shape (C,), per-channel scale and shift.
+    eps : float > 0.
+
+    Returns
+    -------
+    out : array of the shape of ``x``.
+
+    See book/layernorm.md.
+    """
+    x = _validate.float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
+    num_groups = _count(num_groups, "num_groups")
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise ValueError(
+            f"the number of channels C = {c} must be divisible by num_groups = {num_groups}"
+        )
+    group_size = (c // num_groups) * int(np.prod(x.shape[2:], dtype=np.int64))
+    if group_size == 0:
+        raise ValueError(f"each group must contain at least one value, got x of shape {x.shape}")
+    gamma = _validate.vector(gamma, "gamma", c).astype(np.float64, copy=False)
+    beta = _validate.vector(beta, "beta", c).astype(np.float64, copy=False)
+    eps = _validate.positive(eps, "eps")
+
+    # Channels of a group are consecutive, so a reshape puts each group on one row.
+    xg = x.reshape(n, num_groups, group_size)
+    xc = xg - xg.mean(axis=2, keepdims=True)
+    var = np.mean(xc * xc, axis=2, keepdims=True)
+    xhat = (xc / np.sqrt(var + eps)).reshape(x.shape)
+    param_shape = (1, c) + (1,) * (x.ndim - 2)
+    return gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
+
+
+def rmsnorm_forward(x, weight, eps=1e-6):
+    """RMS normalization over the last axis, exactly ``nn.RMSNorm(x.shape[-1:], eps=eps)``.
+
+    ``out = weight * x / sqrt(mean(x ** 2) + eps)``, the mean taken over the last axis of each
+    row. There is no re-centering and no shift, so RMSNorm equals layer norm (without affine,
+    same eps) only on rows whose mean is zero.
+
+    Parameters
+    ----------
+    x : float array of shape (..., D).
+    weight : float array of shape (D,).
+    eps : float > 0 (PyTorch's default, eps=None, uses the dtype's machine epsilon instead).
+
+    Returns
+    -------
+    out : array of the shape of ``x``.
+
+    See book/layernorm.md.
+    """
+    x = _validate.float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
+    if x.shape[-1] == 0:
+        raise ValueError(f"the last axis of x must not be empty, got shape {x.shape}")
+    weight = _validate.vector(weight, "weight", x.shape[-1]).astype(np.float64, copy=False)
+    eps = _validate.positive(eps, "eps")
+    return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))

@@ -15,7 +15,8 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 book: $(BIN)/.installed
 	$(BIN)/jupyter-book build . -n -W --keep-going
 
-test: $(BIN)/.installed
+# The browser test (tests/test_book_site.py) checks the built site, so build it first.
+test: book
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed

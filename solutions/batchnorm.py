@@ -106,9 +106,9 @@ def batchnorm_backward(dout, cache):
         cache: the dict returned by :func:`batchnorm_forward`.
 
     Returns:
-        ``(dx, dgamma, dbeta)`` with shapes ``x.shape``, ``(C,)``, ``(C,)``:
-        ``dbeta = sum(dout)``, ``dgamma = sum(dout * xhat)`` (sums over every axis but 1) and
-        ``dx = gamma / (m * sqrt(var + eps)) * (m * dout - dbeta - xhat * dgamma)``.
+        ``(dx, dgamma, dbeta)``: the gradients of the loss with respect to ``x``, ``gamma``
+        and ``beta``, with shapes ``x.shape``, ``(C,)``, ``(C,)``. The derivation (through the
+        batch mean and variance, which depend on every input) is in the book.
 
     See book/batchnorm.md.
     """

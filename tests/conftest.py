@@ -1,0 +1,18 @@
+"""Shared fixtures. The nbgrader course is expensive (kernel starts), so it is built once."""
+import pytest
+
+from autograder import notebooks, release
+
+
+@pytest.fixture(scope="session")
+def released_course(tmp_path_factory):
+    """A full ``release`` run of every chapter into a scratch ``exercises/`` copy.
+
+    Returns ``(exercises_dir, course_dir, totals)``: the published files, the nbgrader
+    course it was built in (with the reference already autograded as student
+    ``reference``), and the reference's (score, maximum) per chapter.
+    """
+    out = tmp_path_factory.mktemp("exercises")
+    work = tmp_path_factory.mktemp("course")
+    totals = release.release(notebooks.chapters(), exercises_dir=out, workdir=work)
+    return out, work, totals

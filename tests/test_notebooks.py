@@ -1,0 +1,170 @@
+"""The notebook generator: single source from solutions/, nbgrader metadata, points, currency."""
+import dataclasses
+import importlib
+import inspect
+import re
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import notebooks
+from autograder.checks import chapter_checks
+
+REPO = Path(__file__).resolve().parent.parent
+CHAPTERS = notebooks.chapters()
+
+
+def nbg(cell):
+    return cell.metadata.get("nbgrader", {})
+
+
+@pytest.fixture(scope="module", params=CHAPTERS)
+def built(request):
+    spec = notebooks.load_spec(request.param)
+    return spec, notebooks.build_notebook(spec)
+
+
+def sample(a, b=2):
+    """Docstring.
+
+    More text.
+    """
+    # a comment that belongs to the answer
+    return a + b
+
+
+def no_doc(
+    a,
+    b,
+):
+    return a - b
+
+
+def test_solution_source_keeps_the_docstring_outside_the_region():
+    src = notebooks.solution_source(sample)
+    lines = src.splitlines()
+    assert lines[0] == "def sample(a, b=2):"
+    assert lines[lines.index('    """') + 1] == "    ### BEGIN SOLUTION"
+    assert lines[-1] == "    ### END SOLUTION" and "    return a + b" in lines
+    assert "# a comment that belongs to the answer" in src.split("BEGIN SOLUTION")[1]
+    src = notebooks.solution_source(no_doc)
+    assert src.splitlines()[:5] == ["def no_doc(", "    a,", "    b,", "):", "    ### BEGIN SOLUTION"]
+
+
+def test_chapters_are_discovered():
+    assert "batchnorm" in CHAPTERS
+
+
+def test_build_is_deterministic_and_valid(built):
+    spec, nb = built
+    again = notebooks.build_notebook(spec)
+    assert nbformat.writes(nb) == nbformat.writes(again)
+    nbformat.validate(nb)
+    ids = [c.id for c in nb.cells]
+    assert len(set(ids)) == len(ids)
+
+
+def test_cell_types_and_points(built):
+    spec, nb = built
+    grade_ids = [nbg(c)["grade_id"] for c in nb.cells if nbg(c)]
+    assert len(set(grade_ids)) == len(grade_ids)
+    total = 0
+    for cell in nb.cells:
+        meta = nbg(cell)
+        if not meta:
+            assert "BEGIN SOLUTION" not in cell.source and "BEGIN HIDDEN" not in cell.source
+            continue
+        assert meta["schema_version"] == 3
+        if meta["grade"]:
+            total += meta["points"]
+        if meta["grade"] and not meta["solution"]:  # autograded test cell
+            assert cell.cell_type == "code" and meta["locked"]
+            assert "BEGIN SOLUTION" not in cell.source
+        elif meta["solution"] and cell.cell_type == "code":  # autograded answer
+            assert not meta["grade"] and not meta["locked"]
+            assert "### BEGIN SOLUTION" in cell.source and "HIDDEN" not in cell.source
+        elif meta["solution"]:  # manually graded written answer
+            assert meta["grade"] and meta["points"] > 0
+        else:  # read-only setup/helpers
+            assert meta["locked"] and "SOLUTION" not in cell.source and "HIDDEN" not in cell.source
+    assert total == notebooks.TOTAL_POINTS
+
+
+def test_every_check_runs_in_exactly_one_test_cell_worth_its_points(built):
+    spec, nb = built
+    checks = chapter_checks(spec.name)
+    calls = {}
+    for cell in nb.cells:
+        for grade_id in re.findall(r'check\("([^"]+)"', cell.source):
+            assert grade_id not in calls
+            calls[grade_id] = cell
+    assert set(calls) == set(checks)
+    for grade_id, cell in calls.items():
+        c = checks[grade_id]
+        assert nbg(cell)["grade_id"] == c.cell_id
+        assert nbg(cell)["points"] == sum(x.points for x in checks.values() if x.cell_id == c.cell_id)
+        visible_part = cell.source.split(notebooks.BEGIN_HIDDEN)[0]
+        assert (f'"{grade_id}"' in visible_part) is (not c.hidden)
+        if c.hidden:
+            assert f"seed={spec.hidden_seeds[grade_id]})" in cell.source
+
+
+def test_answers_are_the_solutions_source(built):
+    # Single source: removing the markers from an answer cell gives back the functions'
+    # source from solutions/, character for character.
+    spec, nb = built
+    module = importlib.import_module(spec.solutions_module)
+    answers = {nbg(c)["grade_id"]: c.source for c in nb.cells if nbg(c).get("solution") and c.cell_type == "code"}
+    assert len(answers) == len(spec.parts)
+    for part in spec.parts:
+        src = answers[f"{spec.name}_{part.functions[-1]}_answer"]
+        stripped = "\n".join(l for l in src.splitlines() if l.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+        expected = "\n\n\n".join(textwrap.dedent(inspect.getsource(getattr(module, f))).rstrip() for f in part.functions)
+        assert stripped == expected
+
+
+def test_every_name_the_answers_use_is_defined_in_the_notebook(built):
+    spec, _ = built
+    module = importlib.import_module(spec.solutions_module)
+    defined = {f for p in spec.parts for f in p.functions} | {name for _, name in spec.provided}
+    defined |= set(re.findall(r"^import (\w+)", spec.provided_imports, re.M)) | {"np"}
+    functions = [getattr(module, f) for p in spec.parts for f in p.functions]
+    functions += [getattr(importlib.import_module(m), n) for m, n in spec.provided]
+    for fn in functions:
+        missing = set(inspect.getclosurevars(fn).globals) - defined
+        assert not missing, f"{fn.__name__} uses {missing}, which the notebook does not define"
+
+
+def test_intro_links_to_an_existing_book_chapter(built):
+    spec, nb = built
+    assert f"(../../../book/{spec.name}.md)" in nb.cells[0].source
+    assert (REPO / "book" / f"{spec.name}.md").exists()
+    # The link is relative to exercises/<source|release>/<chapter>/.
+    assert (REPO / "exercises" / "source" / spec.name / "../../../book" / f"{spec.name}.md").resolve().exists()
+
+
+def test_spec_mistakes_are_refused(built):
+    spec, _ = built
+    with pytest.raises(ValueError, match="not 100"):
+        notebooks.build_notebook(dataclasses.replace(spec, experiments=()))
+    seeds = dict(spec.hidden_seeds)
+    seeds.popitem()
+    with pytest.raises(ValueError, match="no grading seed"):
+        notebooks.build_notebook(dataclasses.replace(spec, hidden_seeds=seeds))
+    parts = (dataclasses.replace(spec.parts[0], tests=spec.parts[0].tests[1:]),) + spec.parts[1:]
+    with pytest.raises(ValueError, match="every test cell once"):
+        notebooks.build_notebook(dataclasses.replace(spec, parts=parts))
+
+
+def test_committed_source_notebook_and_helpers_are_current(built):
+    spec, nb = built
+    folder = REPO / "exercises" / "source" / spec.name
+    committed = (folder / f"{spec.name}.ipynb").read_text()
+    assert committed == nbformat.writes(nb) + "\n", (
+        "exercises/source is stale: run `python -m autograder.release " + spec.name + "`"
+    )
+    for name, data in notebooks.helper_files(spec.name).items():
+        assert (folder / "coursechecks" / name).read_bytes() == data
+    assert sorted(p.name for p in (folder / "coursechecks").glob("*.py")) == sorted(notebooks.helper_files(spec.name))

@@ -10,10 +10,11 @@ import pytest
 import autograder.checks.batchnorm as module
 from autograder.checks import chapter_checks, run_check
 from autograder.specs.batchnorm import CHAPTER as SPEC
-from batchnorm_bugs import BUGS, function
+import bugs
 from solutions import batchnorm as ref
 
 CHECKS = chapter_checks("batchnorm")
+BUGS = bugs.load("batchnorm").BUGS
 REFERENCE = {f: getattr(ref, f) for f in ("batchnorm_forward", "batchnorm_backward", "identity_affine")}
 VISIBLE = [c for c in CHECKS.values() if not c.hidden]
 HIDDEN = [c for c in CHECKS.values() if c.hidden]
@@ -69,7 +70,7 @@ def test_module_imports_nothing_but_core_and_numpy_at_top_level():
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_each_bug_fails_exactly_its_checks(bug):
-    name, buggy = function(bug)
+    name, buggy = bugs.function("batchnorm", bug)
     functions = {**REFERENCE, name: buggy}
     failed_cells = set()
     for c in CHECKS.values():
@@ -81,7 +82,7 @@ def test_each_bug_fails_exactly_its_checks(bug):
 
 
 def test_failure_messages_name_the_output_and_error():
-    _, buggy = function("unbiased_variance")
+    _, buggy = bugs.function("batchnorm", "unbiased_variance")
     msg = run_check(CHECKS["batchnorm_batchnorm_forward_torch_2d"], buggy).message
     assert msg.startswith("batchnorm_forward: out is wrong: relative error") and "got" in msg
     msg = run_check(CHECKS["batchnorm_batchnorm_forward_standardizes"], buggy).message

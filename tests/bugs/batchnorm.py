@@ -74,10 +74,7 @@ def identity_affine(x, eps=1e-5):
 }
 
 
-def function(bug: str):
-    """The buggy function of one entry, compiled."""
-    namespace = {"np": np}
-    exec(BUGS[bug]["source"], namespace)  # noqa: S102 (test fixture code written above)
-    names = [n for n in namespace if n not in ("np", "__builtins__")]
-    (name,) = names
-    return name, namespace[name]
+# Submissions graded end to end by real nbgrader (kernel starts are the cost, so a few).
+# The first also has every visible test cell replaced by `pass`; the last must make the
+# release command refuse.
+E2E = ("batch_axis_only", "unbiased_variance", "backward_without_mean_term")

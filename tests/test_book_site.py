@@ -3,7 +3,7 @@
 Serves the site from 127.0.0.1 and drives Debian's Chromium headless through
 Playwright (never a downloaded browser). For every page in _toc.yml: HTTP 200, no
 console errors, every image loaded, all math typeset by the bundled MathJax,
-notebook links that resolve, and no request to any other host. A full-page
+notebook and exercise-zip links that resolve, and no request to any other host. A full-page
 screenshot of each page is saved to _build/screenshots/<page>.png for a person to
 look at.
 
@@ -235,7 +235,8 @@ def inspect_page(browser, url: str, screenshot: Path | None = None) -> PageRepor
         hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'), a => a.href)")
         for href in hrefs:
             target = urlparse(href)
-            if not target.path.endswith(".ipynb"):
+            # Notebooks (the page's own) and exercise zips (notebook + its checks).
+            if not target.path.endswith((".ipynb", ".zip")):
                 continue
             report.notebook_links.append(href)
             # An exercise notebook must be served by the site itself: it is
@@ -258,6 +259,11 @@ def test_page_renders(docname, base_url, browser):
         # The page's download menu offers the executed notebook.
         name = f"{Path(docname).name}.ipynb"
         assert any(link.endswith(name) for link in report.notebook_links), f"no link to {name}"
+    chapter = Path(docname).name
+    if (ROOT / "exercises" / "release" / chapter / f"{chapter}.ipynb").is_file():
+        # The chapter offers its graded exercise, packaged with the checks it imports.
+        zip_name = f"{chapter}-exercise.zip"
+        assert any(link.endswith(zip_name) for link in report.notebook_links), f"no link to {zip_name}"
 
 
 def is_notebook_page(docname: str) -> bool:

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from solutions import _validate
+from solutions._validate import float_array, positive, same_shape, vector
 
 
 def _count(value, name: str) -> int:
@@ -45,11 +45,15 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
     out : array of the shape of ``x``, ``gamma * (x - mu) / sqrt(var + eps) + beta`` with
         mu and var (biased) computed over the normalized axes, exactly ``F.layer_norm(x,
         normalized_shape, gamma, beta, eps)``.
-    cache : tuple for :func:`layernorm_backward`.
+    cache : tuple ``(xhat, inv_std, gamma, axes)`` for :func:`layernorm_backward`:
+        ``xhat = (x - mu) / sqrt(var + eps)`` (the shape of ``x``), ``inv_std = 1 /
+        sqrt(var + eps)`` with the normalized axes kept as size 1 (shape ``(*leading, 1,
+        ..., 1)``, so it broadcasts against ``x``), ``gamma`` as float64, and ``axes`` the
+        tuple of normalized axes ``(x.ndim - normalized_ndim, ..., x.ndim - 1)``.
 
     See book/layernorm.md.
     """
-    x = _validate.float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
+    x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     normalized_ndim = _count(normalized_ndim, "normalized_ndim")
     if normalized_ndim > x.ndim:
         raise ValueError(
@@ -58,9 +62,9 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
     shape = x.shape[x.ndim - normalized_ndim:]
     if 0 in shape:
         raise ValueError(f"the normalized axes of x must not be empty, got shape {shape}")
-    gamma = _validate.same_shape(gamma, "gamma", shape).astype(np.float64, copy=False)
-    beta = _validate.same_shape(beta, "beta", shape).astype(np.float64, copy=False)
-    eps = _validate.positive(eps, "eps")
+    gamma = same_shape(gamma, "gamma", shape).astype(np.float64, copy=False)
+    beta = same_shape(beta, "beta", shape).astype(np.float64, copy=False)
+    eps = positive(eps, "eps")
 
     axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
     mu = x.mean(axis=axes, keepdims=True)
@@ -75,24 +79,21 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
 def layernorm_backward(dout, cache):
     """Backward pass of :func:`layernorm_forward`.
 
-    Per sample, with m = prod(normalized_shape) values and ``dxhat = dout * gamma``, the
-    compact form is the batch-norm one taken over the normalized axes instead of the batch:
-    ``dx = (1 / sqrt(var + eps)) * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))``.
-    ``dgamma = sum(dout * xhat)`` and ``dbeta = sum(dout)`` are summed over the leading axes.
-
     Parameters
     ----------
     dout : float array of the shape of the forward output.
-    cache : the cache returned by :func:`layernorm_forward`.
+    cache : the tuple ``(xhat, inv_std, gamma, axes)`` returned by :func:`layernorm_forward`.
 
     Returns
     -------
-    dx : array of the shape of ``x``; dgamma, dbeta : arrays of shape ``normalized_shape``.
+    dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to ``x`` (shape of
+        ``x``), ``gamma`` and ``beta`` (shape ``normalized_shape``). The mean and variance of
+        each sample depend on all of that sample's values; the derivation is in the book.
 
     See book/layernorm.md.
     """
     xhat, inv_std, gamma, axes = cache
-    dout = _validate.same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
     leading = tuple(range(xhat.ndim - len(axes)))
     dbeta = dout.sum(axis=leading)
     dgamma = (dout * xhat).sum(axis=leading)
@@ -125,7 +126,7 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
 
     See book/layernorm.md.
     """
-    x = _validate.float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
+    x = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     num_groups = _count(num_groups, "num_groups")
     n, c = x.shape[:2]
     if c % num_groups:
@@ -135,9 +136,9 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     group_size = (c // num_groups) * int(np.prod(x.shape[2:], dtype=np.int64))
     if group_size == 0:
         raise ValueError(f"each group must contain at least one value, got x of shape {x.shape}")
-    gamma = _validate.vector(gamma, "gamma", c).astype(np.float64, copy=False)
-    beta = _validate.vector(beta, "beta", c).astype(np.float64, copy=False)
-    eps = _validate.positive(eps, "eps")
+    gamma = vector(gamma, "gamma", c).astype(np.float64, copy=False)
+    beta = vector(beta, "beta", c).astype(np.float64, copy=False)
+    eps = positive(eps, "eps")
 
     # Channels of a group are consecutive, so a reshape puts each group on one row.
     xg = x.reshape(n, num_groups, group_size)
@@ -167,9 +168,9 @@ def rmsnorm_forward(x, weight, eps=1e-6):
 
     See book/layernorm.md.
     """
-    x = _validate.float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
+    x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     if x.shape[-1] == 0:
         raise ValueError(f"the last axis of x must not be empty, got shape {x.shape}")
-    weight = _validate.vector(weight, "weight", x.shape[-1]).astype(np.float64, copy=False)
-    eps = _validate.positive(eps, "eps")
+    weight = vector(weight, "weight", x.shape[-1]).astype(np.float64, copy=False)
+    eps = positive(eps, "eps")
     return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))

@@ -12,8 +12,10 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
 
+# One torch thread per kernel: two threads fighting over two cores make the chapters many
+# times slower, and the printed numbers would vary with the thread count.
 book: $(BIN)/.installed
-	$(BIN)/jupyter-book build . -n -W --keep-going
+	OMP_NUM_THREADS=1 $(BIN)/jupyter-book build . -n -W --keep-going
 
 # The browser test (tests/test_book_site.py) checks the built site, so build it first.
 test: book

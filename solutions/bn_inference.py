@@ -124,10 +124,9 @@ def population_statistics(batches):
         ``(mean, var)`` of shape ``(C,)``: the mean and the **unbiased** variance of every
         value of each channel across all batches, as if they were concatenated.
 
-    Each batch is reduced to ``(count, mean, M2)`` (``M2`` = sum of squared deviations,
-    computed in two passes) and merged with Chan, Golub & LeVeque's parallel update
-    ``M2 = M2_a + M2_b + delta^2 * n_a * n_b / n``. Unlike the running sum of squares,
-    this stays accurate when the data sit on a large offset (e.g. ``1e8 + N(0, 1)``).
+    The data are read once and not stored. Unlike the running sum of squares
+    (``E[x^2] - E[x]^2``), the result stays accurate when the data sit on a large offset
+    (e.g. ``1e8 + N(0, 1)``); the book derives the merge rule.
 
     See book/bn_inference.md.
     """
@@ -270,9 +269,8 @@ def fold_batchnorm(weight, bias, gamma, beta, running_mean, running_var, eps: fl
         eps: the BN layer's ``eps``.
 
     Returns:
-        ``(weight, bias)`` of the single layer equal to layer -> BN(eval):
-        ``scale = gamma / sqrt(running_var + eps)``, ``weight' = weight * scale`` (per output
-        channel) and ``bias' = (bias - running_mean) * scale + beta``.
+        ``(weight, bias)``, float64 arrays of shapes ``weight.shape`` and ``(out,)``: the
+        single layer that computes what the layer followed by BN in eval mode computes.
 
     See book/bn_inference.md.
     """

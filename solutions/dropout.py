@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solutions import _validate
+from solutions._validate import drop_probability, float_array, generator
 
 
 def _training_flag(training) -> bool:
@@ -19,11 +19,13 @@ def _training_flag(training) -> bool:
 
 def _inputs(x, p, training, rng):
     """Validate the arguments shared by the forward functions, all up front."""
-    x = _validate.float_array(x, "x").astype(np.float64, copy=False)
-    return x, _validate.drop_probability(p), _training_flag(training), _validate.generator(rng)
+    x = float_array(x, "x").astype(np.float64, copy=False)
+    return x, drop_probability(p), _training_flag(training), generator(rng)
 
 
 def _keep_mask(shape, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean keep-mask of ``shape`` drawn from ``rng``: each entry is True (kept) with
+    probability ``1 - p``, independently; ``p = 0`` keeps every entry."""
     # random() lies in [0, 1), so p = 0 keeps everything and the keep rate is exactly 1 - p.
     return rng.random(shape) >= p
 
@@ -59,7 +61,8 @@ def dropout_forward(x, p, training=True, rng=None):
 
 
 def dropout_backward(dout, mask, p):
-    """Backward pass of :func:`dropout_forward`: ``dx = dout * mask / (1 - p)``.
+    """Backward pass of :func:`dropout_forward`: the gradient of ``sum(out * dout)`` with
+    respect to ``x``, for the mask that the forward pass drew.
 
     Parameters
     ----------
@@ -74,8 +77,8 @@ def dropout_backward(dout, mask, p):
 
     See book/dropout.md.
     """
-    dout = _validate.float_array(dout, "dout").astype(np.float64, copy=False)
-    p = _validate.drop_probability(p)
+    dout = float_array(dout, "dout").astype(np.float64, copy=False)
+    p = drop_probability(p)
     if mask is None:
         return dout.copy()
     mask = np.asarray(mask)

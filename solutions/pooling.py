@@ -121,7 +121,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
         ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` holds each window's maximum;
         ``cache["argmax"]`` (same shape, int) is its flat index ``row * W + col`` in the
         ``H x W`` input plane, exactly what ``F.max_pool2d(..., return_indices=True)``
-        returns. Padding cells (``-inf``) never win. Ties go to the first maximum in
+        returns, and ``cache["x_shape"]`` is ``x.shape``. Padding cells (``-inf``) never win. Ties go to the first maximum in
         row-major window order; a NaN counts as the maximum, and with several NaNs the
         last one wins (torch's rule: keep a value if ``val > max or isnan(val)``).
 
@@ -202,7 +202,9 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=
         ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` is each window's sum divided
         by ``cache["divisor"]`` (shape ``(Ho, Wo)``). With ``count_include_pad=True`` the
         divisor counts the cells inside the padded input, so a ``ceil_mode`` window that
-        runs past the right padding is divided by fewer than ``kh * kw`` cells.
+        runs past the right padding is divided by fewer than ``kh * kw`` cells. The cache
+        also holds ``x_shape`` (``x.shape``) and ``geometry``: the dict ``_geometry``
+        returns, without ``x`` (``kernel``, ``stride``, ``padding`` as pairs, ``out``).
 
     See book/pooling.md.
     """
@@ -265,7 +267,7 @@ def avgpool2d_backward(dout, cache):
 
 
 def minpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Min pooling: ``-maxpool2d(-x)``, so the first minimum in a window wins a tie.
+    """Min pooling: each window's minimum; the first minimum in row-major order wins a tie.
 
     Args and Returns as :func:`maxpool2d_forward`; ``cache["argmax"]`` holds the flat
     input-plane index of each window's (first) minimum. Padding never wins.
@@ -279,8 +281,8 @@ def minpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 def minpool2d_backward(dout, cache):
     """Backward pass of :func:`minpool2d_forward`: each window's gradient goes to its argmin.
 
-    The two sign flips of ``-maxpool2d(-x)`` cancel, so this is exactly
-    :func:`maxpool2d_backward` on the cached argmin.
+    Args and Returns as :func:`maxpool2d_backward`, with the cached (first) minimum of
+    each window in place of its maximum; overlapping windows add up.
 
     See book/pooling.md.
     """

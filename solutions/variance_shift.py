@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from solutions import _validate
+from solutions._validate import drop_probability, float_array, generator, positive
 from solutions.dropout import _training_flag
 
 
@@ -28,8 +28,8 @@ def _real(value, name: str) -> float:
 def _drop_probabilities(p):
     """A scalar ``p`` as a float, or an array of them, each in [0, 1)."""
     if np.ndim(p) == 0:
-        return _validate.drop_probability(p.item() if isinstance(p, np.ndarray) else p)
-    arr = _validate.float_array(p, "p").astype(np.float64, copy=False)
+        return drop_probability(p.item() if isinstance(p, np.ndarray) else p)
+    arr = float_array(p, "p").astype(np.float64, copy=False)
     if not np.all((arr >= 0) & (arr < 1)):
         raise ValueError("p is the probability of dropping a unit and must satisfy 0 <= p < 1 "
                          "for every entry")
@@ -43,7 +43,7 @@ def _betas(beta):
         if isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 <= b < np.inf:
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         return float(b)
-    arr = _validate.float_array(beta, "beta").astype(np.float64, copy=False)
+    arr = float_array(beta, "beta").astype(np.float64, copy=False)
     if not np.all((arr >= 0) & (arr < np.inf)):
         raise ValueError("beta must be finite and >= 0 for every entry")
     return arr
@@ -52,8 +52,8 @@ def _betas(beta):
 def dropout_variance_shift(p, mean=0.0, var=1.0):
     """Analytic ``Var_test / Var_train`` of inverted dropout on a neuron with ``mean``, ``var``.
 
-    Training: ``X = a x / q`` with ``a ~ Bernoulli(q)``, ``q = 1 - p``, so
-    ``Var_train = (c^2 + v) / q - c^2``; test: ``X = x``, ``Var_test = v``.
+    Training: ``X = a x / q`` with ``a ~ Bernoulli(q)`` independent of ``x``, ``q = 1 - p``;
+    test: ``X = x``. The neuron ``x`` has mean ``c`` and variance ``v`` over the data.
 
     Parameters
     ----------
@@ -63,14 +63,14 @@ def dropout_variance_shift(p, mean=0.0, var=1.0):
 
     Returns
     -------
-    float, or an array of the shape of ``p``: ``v / ((c^2 + v) / q - c^2)``, which is ``q``
-    when ``c = 0`` and 1 when ``p = 0``.
+    float, or an array of the shape of ``p``: the exact ratio ``Var_test / Var_train``
+    (1 when ``p = 0``).
 
     See book/variance_shift.md.
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
-    v = _validate.positive(var, "var")
+    v = positive(var, "var")
     # (c^2 + v) / q - c^2 written as v + (c^2 + v) p / q: no cancellation, exactly 1 at p = 0.
     return v / (v + (c2 + v) * (p / (1.0 - p)))
 
@@ -86,7 +86,7 @@ def gaussian_dropout_variance_shift(p, mean=0.0, var=1.0):
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
-    v = _validate.positive(var, "var")
+    v = positive(var, "var")
     sigma2 = p / (1.0 - p)
     # Var(x (1 + r)) = v + sigma2 (c^2 + v) for independent x and r.
     return v / (v + sigma2 * (c2 + v))
@@ -95,9 +95,8 @@ def gaussian_dropout_variance_shift(p, mean=0.0, var=1.0):
 def uout_variance_shift(beta, mean=0.0, var=1.0):
     """Analytic ``Var_test / Var_train`` of Uout ``X = x + x r``, ``r ~ U(-beta, beta)``.
 
-    ``E[r^2] = beta^2 / 3``, so ``Var_train = v + (beta^2 / 3)(c^2 + v)`` and the ratio is
-    ``3 v / (3 v + beta^2 (c^2 + v))``, i.e. ``3 / (3 + beta^2)`` when ``c = 0``
-    (0.99668 at beta = 0.1, 0.92308 at beta = 0.5).
+    ``r`` is drawn independently of ``x`` in training; at test time ``X = x``. For a
+    zero-mean neuron the ratio is 0.99668 at beta = 0.1 and 0.92308 at beta = 0.5.
 
     Parameters
     ----------
@@ -112,7 +111,7 @@ def uout_variance_shift(beta, mean=0.0, var=1.0):
     """
     beta = _betas(beta)
     c2 = _real(mean, "mean") ** 2
-    v = _validate.positive(var, "var")
+    v = positive(var, "var")
     return 3.0 * v / (3.0 * v + beta ** 2 * (c2 + v))
 
 
@@ -132,12 +131,12 @@ def uout_forward(x, beta, training=True, rng=None):
 
     See book/variance_shift.md.
     """
-    x = _validate.float_array(x, "x").astype(np.float64, copy=False)
+    x = float_array(x, "x").astype(np.float64, copy=False)
     if np.ndim(beta) != 0:
         raise ValueError(f"beta must be a scalar, got shape {np.shape(beta)}")
     beta = _betas(beta)
     training = _training_flag(training)
-    rng = _validate.generator(rng)
+    rng = generator(rng)
     if not training:
         return x.copy()
     return x + x * rng.uniform(-beta, beta, size=x.shape)
@@ -177,10 +176,10 @@ def simulate_variance_shift(noise_fn, mean, var, n, rng=None):
     if not callable(noise_fn):
         raise TypeError(f"noise_fn must be callable, got {type(noise_fn).__name__}")
     mean = _real(mean, "mean")
-    var = _validate.positive(var, "var")
+    var = positive(var, "var")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 2:
         raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    rng = _validate.generator(rng)
+    rng = generator(rng)
     x = mean + np.sqrt(var) * rng.standard_normal(int(n))
     test = _output(noise_fn(x, training=False, rng=rng), "evaluation", x.shape)
     train = _output(noise_fn(x, training=True, rng=rng), "training", x.shape)

@@ -1,0 +1,375 @@
+"""Graded checks of the ``pooling`` exercise: max, average and min pooling, forward and backward.
+
+Released to students as ``coursechecks/pooling.py``. Visible checks compare with PyTorch
+(``F.max_pool2d(..., return_indices=True)``, ``F.avg_pool2d`` and their autograd, min
+pooling as ``-F.max_pool2d(-x)``, all in float64) or with centred finite differences of
+PyTorch's forward. Hidden checks import the reference from ``solutions`` inside
+``expected``; students do not have it, and their grading seeds come from the grader.
+
+Inputs never use ``ceil_mode=True`` or NaN: the exercise does not ask for them. Each test
+cell aims at one kind of bug:
+
+* ``*_ties``: integer-valued inputs with many tied maxima; torch's rule is that the first
+  maximum in row-major window order wins and gets the whole gradient.
+* ``*_padding``: max pooling of negative inputs, where a zero padding would win; the
+  argmax is an index into the unpadded ``H x W`` plane.
+* ``*_overlap``: stride < kernel, where a cell that wins (or lies in) several windows must
+  receive the sum of their gradients, not the last one written.
+* ``*_count_include_pad``: average pooling whose divisor is the number of real cells.
+* other cells: random inputs without ties, no padding, or finite differences.
+
+The backward checks build the cache themselves, with PyTorch, from the keys the forward
+docstrings document (``argmax`` and ``x_shape``; ``divisor``, ``x_shape`` and ``geometry``).
+If the student's forward pass of the same name (looked up where the backward pass was
+defined, i.e. the notebook) runs on the same input, the keys it stores are kept and only the
+documented ones are replaced by the correct values. So a bug in the forward pass costs
+forward points only, while a backward pass that ignores the argmax and re-derives the
+winners from values it cached (a mask ``x == max`` that sends the gradient to every tied
+maximum) is still caught.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .core import Check, CheckFailure, close, numerical_gradient, unpack
+
+CHAPTER = "pooling"
+TOL = 1e-8  # float64 against float64: correct code lands near 1e-15, the bugs above 1e-2
+# Pooling is piecewise linear and the inputs keep every value 0.1 from its neighbours, so
+# centred differences are exact up to round-off (about 1e-11); allow either bound.
+FD_TOL, FD_ATOL = 1e-6, 1e-7
+
+
+def _torch():
+    import torch
+    import torch.nn.functional as F
+
+    return torch, F
+
+
+def _t(a, grad: bool = False):
+    torch, _ = _torch()
+    return torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=grad)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+# ---------------------------------------------------------------- inputs
+def _distinct(shape, rng, sign: float = 0.0) -> np.ndarray:
+    """Values at least 0.1 apart, so no window has a tie and a finite-difference step never
+    moves an argmax. ``sign`` < 0 makes them all negative, > 0 all positive, 0 mixed."""
+    n = int(np.prod(shape))
+    v = rng.permutation(n) * 0.1 + rng.uniform(0.0, 0.01, n)
+    if sign < 0:
+        v = -v - 0.5
+    elif sign > 0:
+        v = v + 0.5
+    else:
+        v = v - 0.05 * n
+    return v.reshape(shape)
+
+
+def _ties(shape, rng) -> np.ndarray:
+    """Small integer levels (0, 1, 2), like the flat background and saturated strokes of an
+    image: most windows hold a tied maximum."""
+    return rng.integers(0, 3, shape).astype(np.float64)
+
+
+def _inputs(shape, kernel_size, stride=None, padding=0, values=_distinct, count_include_pad=None,
+            dout: bool = False, **value_kw):
+    """``inputs(rng)``: x (and, for backward checks, an upstream gradient) plus the geometry."""
+
+    def make(rng: np.random.Generator) -> dict:
+        inputs = {"x": values(shape, rng, **value_kw), "kernel_size": kernel_size, "stride": stride,
+                  "padding": padding}
+        if count_include_pad is not None:
+            inputs["count_include_pad"] = count_include_pad
+        if dout:
+            out_shape = _torch_out_shape(inputs)
+            inputs["dout"] = rng.standard_normal(out_shape)
+        return inputs
+
+    return make
+
+
+def _geometry_args(inputs: dict) -> dict:
+    k = inputs["kernel_size"]
+    return {"kernel_size": k, "stride": k if inputs["stride"] is None else inputs["stride"],
+            "padding": inputs["padding"]}
+
+
+def _forward_args(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k not in ("dout", "cache")}
+
+
+# ---------------------------------------------------------------- PyTorch oracles
+def _torch_max(x, inputs: dict, sign: float = 1.0):
+    """``sign * max_pool2d(sign * x)`` and the winners' flat indices (sign -1: min pooling)."""
+    _, F = _torch()
+    out, idx = F.max_pool2d(sign * x, return_indices=True, **_geometry_args(inputs))
+    return sign * out, idx
+
+
+def _torch_avg(x, inputs: dict):
+    _, F = _torch()
+    return F.avg_pool2d(x, count_include_pad=inputs.get("count_include_pad", True), **_geometry_args(inputs))
+
+
+def _torch_out_shape(inputs: dict) -> tuple[int, ...]:
+    return tuple(_torch_avg(_t(inputs["x"]), {**inputs, "count_include_pad": True}).shape)
+
+
+def _expect_forward(kind: str):
+    def expect(inputs: dict) -> dict:
+        x = _t(inputs["x"])
+        if kind == "avg":
+            return {"out": _torch_avg(x, inputs).numpy()}
+        out, idx = _torch_max(x, inputs, -1.0 if kind == "min" else 1.0)
+        return {"out": out.numpy(), "cache['argmax']": idx.numpy()}
+
+    return expect
+
+
+def _torch_forward_fn(kind: str, inputs: dict):
+    if kind == "avg":
+        return lambda v: _torch_avg(_t(v), inputs).numpy()
+    return lambda v: _torch_max(_t(v), inputs, -1.0 if kind == "min" else 1.0)[0].numpy()
+
+
+def _expect_finite_differences(kind: str):
+    def expect(inputs: dict) -> dict:
+        return {"dx": numerical_gradient(_torch_forward_fn(kind, inputs), inputs["x"], inputs["dout"])}
+
+    return expect
+
+
+def _expect_autograd(kind: str):
+    def expect(inputs: dict) -> dict:
+        x = _t(inputs["x"], grad=True)
+        out = _torch_avg(x, inputs) if kind == "avg" else _torch_max(x, inputs, -1.0 if kind == "min" else 1.0)[0]
+        out.backward(_t(inputs["dout"]))
+        return {"dx": x.grad.numpy()}
+
+    return expect
+
+
+def _torch_cache(kind: str, inputs: dict) -> dict:
+    """The cache the forward docstrings document, computed with PyTorch."""
+    torch, F = _torch()
+    x = _t(inputs["x"])
+    if kind != "avg":
+        _, idx = _torch_max(x, inputs, -1.0 if kind == "min" else 1.0)
+        return {"argmax": idx.numpy(), "x_shape": tuple(x.shape)}
+    geo = _geometry_args(inputs)
+    ones = torch.ones((1, 1) + tuple(x.shape[2:]), dtype=torch.float64)
+    real = F.avg_pool2d(ones, divisor_override=1, **geo)[0, 0].numpy()  # input cells per window
+    if inputs.get("count_include_pad", True):
+        # avg of ones = real cells / divisor; divisors are whole numbers.
+        divisor = np.rint(real / F.avg_pool2d(ones, count_include_pad=True, **geo)[0, 0].numpy())
+    else:
+        divisor = real
+    geometry = {"kernel": _pair(geo["kernel_size"]), "stride": _pair(geo["stride"]),
+                "padding": _pair(geo["padding"]), "out": tuple(int(n) for n in real.shape)}
+    return {"divisor": divisor, "x_shape": tuple(x.shape), "geometry": geometry}
+
+
+# ---------------------------------------------------------------- reference (hidden checks)
+def _expect_reference_forward(kind: str):
+    def reference_forward(inputs: dict) -> dict:
+        from solutions import pooling
+
+        out, cache = getattr(pooling, f"{kind}pool2d_forward")(**_forward_args(inputs))
+        return {"out": out} if kind == "avg" else {"out": out, "cache['argmax']": cache["argmax"]}
+
+    return reference_forward
+
+
+def _expect_reference_backward(kind: str):
+    def reference_backward(inputs: dict) -> dict:
+        from solutions import pooling
+
+        _, cache = getattr(pooling, f"{kind}pool2d_forward")(**_forward_args(inputs))
+        return {"dx": getattr(pooling, f"{kind}pool2d_backward")(inputs["dout"], cache)}
+
+    return reference_backward
+
+
+# ---------------------------------------------------------------- calling the student's code
+def _forward_call(kind: str):
+    name = f"{kind}pool2d_forward"
+
+    def call(fn, inputs: dict) -> dict:
+        returned = unpack(fn(**inputs), ("out", "cache"), name)
+        out, cache = returned["out"], returned["cache"]
+        if kind == "avg":
+            return {"out": out}
+        if not isinstance(cache, dict) or "argmax" not in cache:
+            raise CheckFailure(f"the cache must be a dict with the key 'argmax', got {type(cache).__name__}"
+                               + (f" with keys {sorted(map(str, cache))}" if isinstance(cache, dict) else ""))
+        argmax = np.asarray(cache["argmax"])
+        if not np.issubdtype(argmax.dtype, np.integer):
+            raise CheckFailure(f"cache['argmax'] must be an integer array (flat indices), got dtype {argmax.dtype}")
+        return {"out": out, "cache['argmax']": argmax.astype(np.float64)}
+
+    return call
+
+
+def _own_cache(fn, kind: str, inputs: dict) -> dict:
+    """The cache of the student's forward pass on the same input, or {} if there is none."""
+    forward = getattr(fn, "__globals__", {}).get(f"{kind}pool2d_forward")
+    if not callable(forward):
+        return {}
+    try:
+        result = forward(**_forward_args(inputs))
+        cache = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    except Exception:  # noqa: BLE001 (an unfinished forward pass must not cost backward points)
+        return {}
+    return dict(cache) if isinstance(cache, dict) else {}
+
+
+def _backward_call(kind: str):
+    name = f"{kind}pool2d_backward"
+
+    def call(fn, inputs: dict) -> dict:
+        cache = {**_own_cache(fn, kind, inputs), **inputs["cache"]}
+        return unpack(fn(inputs["dout"], cache), ("dx",), name)
+
+    return call
+
+
+def _backward_inputs(kind: str, *args, **kwargs):
+    make_forward = _inputs(*args, dout=True, **kwargs)
+
+    def make(rng: np.random.Generator) -> dict:
+        inputs = make_forward(rng)
+        inputs["cache"] = _torch_cache(kind, inputs)
+        return inputs
+
+    return make
+
+
+# ---------------------------------------------------------------- comparisons
+def _compare_forward(actual: dict, expected: dict) -> None:
+    """``out`` to ``TOL``; ``cache['argmax']`` exactly (it names one cell per window)."""
+    close(TOL)({"out": actual["out"]}, {"out": expected["out"]})
+    key = "cache['argmax']"
+    if key not in expected:
+        return
+    got, want = actual[key], np.asarray(expected[key], dtype=np.float64)
+    if got.shape != want.shape:
+        raise CheckFailure(f"{key} has shape {got.shape}, expected {want.shape}")
+    wrong = got != want
+    if wrong.any():
+        idx = tuple(int(i) for i in np.argwhere(wrong)[0])
+        raise CheckFailure(
+            f"{key} is wrong in {int(wrong.sum())} of {wrong.size} windows, first at index {idx} "
+            "(it must be the flat index row * W + col of the window's first maximum in "
+            "row-major order, in the unpadded H x W plane)",
+            detail=f"got {got[idx]:.0f}, expected {want[idx]:.0f}",
+        )
+
+
+# ---------------------------------------------------------------- the checks
+_id = lambda function, name: f"{CHAPTER}_{function}_{name}"  # noqa: E731
+MF, MB = "maxpool2d_forward", "maxpool2d_backward"
+AF, AB = "avgpool2d_forward", "avgpool2d_backward"
+NF, NB = "minpool2d_forward", "minpool2d_backward"
+
+
+def _fwd(kind, function, name, points, description, inputs, *, hidden=False, seed=0, cell=None):
+    expected = _expect_reference_forward(kind) if hidden else _expect_forward(kind)
+    return Check(_id(function, name), function, points, description, inputs=inputs, expected=expected,
+                 call=_forward_call(kind), compare=_compare_forward, hidden=hidden, seed=seed,
+                 cell=_id(function, cell) if cell else None)
+
+
+def _bwd(kind, function, name, points, description, inputs, *, oracle="autograd", hidden=False, seed=0,
+         cell=None):
+    if hidden:
+        expected, compare = _expect_reference_backward(kind), close(TOL)
+    elif oracle == "fd":
+        expected, compare = _expect_finite_differences(kind), close(FD_TOL, atol=FD_ATOL)
+    else:
+        expected, compare = _expect_autograd(kind), close(TOL)
+    return Check(_id(function, name), function, points, description, inputs=inputs, expected=expected,
+                 call=_backward_call(kind), compare=compare, hidden=hidden, seed=seed,
+                 cell=_id(function, cell) if cell else None)
+
+
+CHECKS = [
+    # maxpool2d_forward: 20 points
+    _fwd("max", MF, "torch", 4, "out and argmax match F.max_pool2d on (2, 3, 6, 8), 2x2 windows, no ties",
+         _inputs((2, 3, 6, 8), 2), seed=1),
+    _fwd("max", MF, "torch_hidden", 3, "out and argmax on a rectangular, overlapping kernel",
+         _inputs((2, 2, 9, 7), (3, 2), (2, 1)), hidden=True, cell="torch"),
+    _fwd("max", MF, "padding", 4,
+         "out and argmax match F.max_pool2d with padding 1 on negative inputs (padding never wins)",
+         _inputs((2, 2, 7, 8), 3, 2, 1, sign=-1.0), seed=2),
+    _fwd("max", MF, "padding_hidden", 3, "padding on another geometry, negative inputs",
+         _inputs((1, 3, 6, 9), (2, 3), (2, 2), (1, 1), sign=-1.0), hidden=True, cell="padding"),
+    _fwd("max", MF, "ties", 3, "argmax is the first maximum in row-major order on inputs with many ties",
+         _inputs((2, 2, 6, 6), 3, 1, values=_ties), seed=3),
+    _fwd("max", MF, "ties_hidden", 3, "the first maximum wins ties with a rectangular, overlapping kernel",
+         _inputs((1, 3, 7, 8), (3, 2), (2, 1), values=_ties), hidden=True, cell="ties"),
+    # maxpool2d_backward: 20 points
+    _bwd("max", MB, "finite_difference", 4,
+         "dx matches centred finite differences of F.max_pool2d on (2, 2, 6, 6), 2x2 windows",
+         _backward_inputs("max", (2, 2, 6, 6), 2), oracle="fd", seed=4),
+    _bwd("max", MB, "finite_difference_hidden", 3, "dx with padding, 3x3 windows, stride 3",
+         _backward_inputs("max", (1, 3, 7, 7), 3, 3, 1), hidden=True, cell="finite_difference"),
+    _bwd("max", MB, "overlap", 4,
+         "dx matches autograd with overlapping 3x3 windows, stride 1 (shared winners add up)",
+         _backward_inputs("max", (2, 2, 7, 7), 3, 1), seed=5),
+    _bwd("max", MB, "overlap_hidden", 3, "overlapping rectangular windows with padding",
+         _backward_inputs("max", (2, 1, 8, 9), (3, 2), (2, 1), (1, 1)), hidden=True, cell="overlap"),
+    _bwd("max", MB, "ties", 3,
+         "with tied maxima each window's gradient goes to one cell, its first maximum (autograd)",
+         _backward_inputs("max", (2, 2, 6, 6), 2, values=_ties), seed=6),
+    _bwd("max", MB, "ties_hidden", 3, "ties with padding, 3x3 windows, stride 3",
+         _backward_inputs("max", (1, 2, 7, 8), 3, 3, 1, values=_ties), hidden=True, cell="ties"),
+    # avgpool2d_forward: 15 points
+    _fwd("avg", AF, "torch", 3, "out matches F.avg_pool2d on (2, 3, 6, 6), 2x2 windows",
+         _inputs((2, 3, 6, 6), 2), seed=7),
+    _fwd("avg", AF, "torch_hidden", 2, "out on overlapping rectangular windows",
+         _inputs((2, 2, 7, 9), (3, 2), (2, 1)), hidden=True, cell="torch"),
+    _fwd("avg", AF, "padding", 3, "out matches F.avg_pool2d with padding 1, count_include_pad=True",
+         _inputs((2, 2, 7, 7), 3, 2, 1, count_include_pad=True), seed=8),
+    _fwd("avg", AF, "padding_hidden", 2, "padding counted in the divisor on another geometry",
+         _inputs((1, 3, 6, 8), (2, 3), (1, 2), (1, 1), count_include_pad=True), hidden=True, cell="padding"),
+    _fwd("avg", AF, "count_include_pad", 3,
+         "out matches F.avg_pool2d with padding 1, count_include_pad=False (divide by the real cells)",
+         _inputs((2, 2, 7, 7), 3, 2, 1, count_include_pad=False), seed=9),
+    _fwd("avg", AF, "count_include_pad_hidden", 2, "count_include_pad=False on another geometry",
+         _inputs((1, 3, 6, 8), (2, 3), (1, 2), (1, 1), count_include_pad=False), hidden=True,
+         cell="count_include_pad"),
+    # avgpool2d_backward: 15 points
+    _bwd("avg", AB, "finite_difference", 3,
+         "dx matches centred finite differences of F.avg_pool2d on (2, 2, 6, 6), 2x2 windows",
+         _backward_inputs("avg", (2, 2, 6, 6), 2), oracle="fd", seed=10),
+    _bwd("avg", AB, "finite_difference_hidden", 2, "dx with padding counted, 3x3 windows, stride 3",
+         _backward_inputs("avg", (1, 2, 7, 7), 3, 3, 1, count_include_pad=True), hidden=True,
+         cell="finite_difference"),
+    _bwd("avg", AB, "overlap", 3, "dx matches autograd with overlapping 3x3 windows, stride 1 (shares add up)",
+         _backward_inputs("avg", (2, 2, 7, 7), 3, 1), seed=11),
+    _bwd("avg", AB, "overlap_hidden", 2, "overlapping rectangular windows with padding counted",
+         _backward_inputs("avg", (2, 1, 8, 9), (3, 2), (2, 1), (1, 1), count_include_pad=True), hidden=True,
+         cell="overlap"),
+    _bwd("avg", AB, "count_include_pad", 3,
+         "dx matches autograd with padding 1, count_include_pad=False (each window's own divisor)",
+         _backward_inputs("avg", (2, 2, 7, 8), 3, 3, 1, count_include_pad=False), seed=12),
+    _bwd("avg", AB, "count_include_pad_hidden", 2, "count_include_pad=False on another geometry",
+         _backward_inputs("avg", (1, 3, 6, 7), (2, 3), (2, 3), (1, 1), count_include_pad=False), hidden=True,
+         cell="count_include_pad"),
+    # minpool2d_forward and minpool2d_backward: 10 points
+    _fwd("min", NF, "torch", 3,
+         "out and argmin match -F.max_pool2d(-x) with padding 1 on positive inputs (padding never wins)",
+         _inputs((2, 2, 7, 7), 3, 2, 1, sign=1.0), seed=13),
+    _fwd("min", NF, "torch_hidden", 2, "out and argmin on a rectangular kernel with padding",
+         _inputs((1, 3, 6, 9), (2, 3), (2, 2), (1, 1), sign=1.0), hidden=True, cell="torch"),
+    _bwd("min", NB, "autograd", 3, "dx matches autograd of -F.max_pool2d(-x) on (2, 2, 6, 6), 2x2 windows",
+         _backward_inputs("min", (2, 2, 6, 6), 2), seed=14),
+    _bwd("min", NB, "autograd_hidden", 2, "dx with padding, 3x3 windows, stride 3",
+         _backward_inputs("min", (1, 3, 7, 7), 3, 3, 1), hidden=True, cell="autograd"),
+]

@@ -28,7 +28,9 @@ def test_release_verifies_the_reference(released_course):
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_committed_release_is_current(released_course, chapter):
-    out, _, _ = released_course
+    out, _, totals = released_course
+    if chapter not in totals:
+        pytest.skip(f"{chapter} is not in COURSE_CHAPTERS")
     for kind in ("source", "release"):
         fresh = course.read(out / kind / chapter / f"{chapter}.ipynb")
         committed = course.read(REPO / "exercises" / kind / chapter / f"{chapter}.ipynb")

@@ -1,0 +1,320 @@
+"""Grade a class: find submissions, run each in its own sandbox in parallel, judge, record.
+
+The parent process is the only trusted one. For every chapter of a run it draws fresh seeds
+for every check (visible ones too, so a hard-coded answer to a visible test earns nothing),
+makes the inputs and, lazily, the expected values once for the whole class. Sandboxes run in
+a thread pool (one slot = one sandbox uid); their results are judged and written by the main
+thread alone, so the gradebook has a single writer. A submission whose bytes and grader are
+unchanged since its last grading is skipped; grades are set, never added, so a run that is
+interrupted and started again neither loses nor double-counts anything.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import random
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from autograder import intake, judge, records, sandbox, submission, transport
+from autograder.checks import core
+from autograder.gradebook import Gradebook
+from autograder.store import RecordStore, default_url
+
+PACKAGE = Path(__file__).resolve().parent
+_TORCH_IMPORT = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
+
+
+@dataclass
+class Options:
+    course_dir: Path
+    db_url: str | None = None
+    jobs: int = 0  # 0: one per core
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+    sandboxed: bool = True
+    chapter: str | None = None
+    pattern: str | None = None
+    max_notebook_bytes: int = submission.MAX_NOTEBOOK_BYTES
+    force: bool = False  # regrade unchanged submissions too
+    seed: int | None = None  # fixes the run's seeds (to reproduce a run)
+
+    @property
+    def url(self) -> str:
+        return self.db_url or default_url(self.course_dir)
+
+
+@dataclass
+class Summary:
+    graded: list[records.SubmissionRecord] = field(default_factory=list)
+    failed: list[records.SubmissionRecord] = field(default_factory=list)  # status other than graded
+    unchanged: list[intake.Found] = field(default_factory=list)
+    skipped: list[intake.Skipped] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"graded {len(self.graded)}, not fully graded {len(self.failed)}, "
+               f"unchanged since last run {len(self.unchanged)}, skipped files {len(self.skipped)} "
+               f"({self.seconds:.1f} s)"]
+        for rec in self.failed:
+            out.append(f"  {rec.student}/{rec.chapter}: {rec.status}: {rec.message}")
+        for skip in self.skipped:
+            out.append(f"  skipped {skip.origin}: {skip.reason}")
+        return out
+
+
+class ChapterRun:
+    """Everything shared by the submissions of one chapter in this run."""
+
+    def __init__(self, course_dir: Path, chapter: str, rng_seed: int | None, workdir: Path,
+                 visible_only: bool = False):
+        self.chapter = chapter
+        self.template = course_dir / "release" / chapter / f"{chapter}.ipynb"
+        self.checks_dir = course_dir / "release" / chapter / "coursechecks"
+        if not self.template.is_file() or not self.checks_dir.is_dir():
+            raise FileNotFoundError(f"{chapter} has not been released in {course_dir} (run: autograder release {chapter})")
+        by_cell: dict[str, list[core.Check]] = {}
+        for check in core.chapter_checks(chapter).values():
+            if not (visible_only and check.hidden):
+                by_cell.setdefault(check.cell_id, []).append(check)
+        rng = secrets.SystemRandom() if rng_seed is None else random.Random(f"{rng_seed}:{chapter}")
+        seeds = {c.grade_id: c.seed if visible_only else rng.randrange(1, 2**31) for cs in by_cell.values() for c in cs}
+        inputs = {gid: core.make_inputs(check, seeds[gid]) for cs in by_cell.values() for check in cs
+                  for gid in [check.grade_id]}
+        self.plan = judge.Plan(chapter, by_cell, seeds, inputs)
+        shipped, self.made_inside = {}, []
+        for gid, value in inputs.items():
+            try:
+                transport.encode(value)
+                shipped[gid] = value
+            except transport.Unshippable:
+                self.made_inside.append(gid)
+        self.inputs_file = workdir / f"{chapter}-inputs.npz"
+        self.inputs_file.write_bytes(transport.pack(shipped))
+        os.chmod(self.inputs_file, 0o644)
+        self.hide_torch = not self.made_inside and not self._template_imports_torch()
+        self.version = self._version()
+
+    def _template_imports_torch(self) -> bool:
+        nb = json.loads(self.template.read_text())
+        return any(
+            _TORCH_IMPORT.search("".join(cell.get("source", "")))
+            for cell in nb["cells"]
+            if cell.get("metadata", {}).get("nbgrader", {}).get("locked") and cell["cell_type"] == "code"
+        )
+
+    def _version(self) -> str:
+        """Fingerprint of everything that decides a grade except the submission itself."""
+        digest = hashlib.sha256()
+        files = [self.template, PACKAGE / "runner.py", PACKAGE / "transport.py", PACKAGE / "judge.py",
+                 *sorted(self.checks_dir.glob("*.py")), *sorted((PACKAGE / "checks").glob("*.py"))]
+        for path in files:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        return digest.hexdigest()
+
+    def plan_json(self, prepared: submission.Prepared, limits: sandbox.Limits) -> dict:
+        return {
+            "chapter": self.chapter,
+            "cells": [{"kind": c.kind, "source": c.source if c.kind in ("code", "test") else "",
+                       "grade_id": c.grade_id} for c in prepared.cells],
+            "checks": {cell: [{"check": c.grade_id, "function": c.function, "seed": self.plan.seeds[c.grade_id]}
+                              for c in checks] for cell, checks in self.plan.checks.items()},
+            "block_torch": self.hide_torch,
+            "limits": {"cell_seconds": limits.cell_seconds, "call_seconds": limits.call_seconds,
+                       "cell_output_bytes": limits.cell_output_bytes,
+                       "total_output_bytes": limits.total_output_bytes},
+        }
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _timestamp(path: Path) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f %Z")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Grader:
+    def __init__(self, options: Options, progress: Callable[[int, int, str], None] | None = None):
+        self.o = options
+        self.course = Path(options.course_dir).resolve()
+        self.progress = progress or (lambda done, total, text: None)
+        if options.sandboxed:
+            sandbox.require_sandbox()
+
+    def run(self, submissions: Path) -> Summary:
+        started = time.monotonic()
+        summary = Summary()
+        chapters = sorted(p.name for p in (self.course / "release").iterdir() if p.is_dir()) \
+            if (self.course / "release").is_dir() else []
+        if self.o.chapter and self.o.chapter not in chapters:
+            raise intake.IntakeError(f"unknown chapter {self.o.chapter!r}; released chapters: {', '.join(chapters)}")
+        with tempfile.TemporaryDirectory(prefix="autograder-") as work:
+            workdir = Path(work)
+            os.chmod(workdir, 0o755)  # the sandbox uid reads job files through bind mounts
+            found, summary.skipped = intake.discover(
+                Path(submissions), chapters, chapter=self.o.chapter, pattern=self.o.pattern, workdir=workdir / "intake"
+            )
+            with Gradebook(self.o.url) as gb, RecordStore(self.o.url) as store:
+                runs: dict[str, ChapterRun] = {}
+                todo = []
+                for item in found:
+                    if item.chapter not in runs:
+                        runs[item.chapter] = ChapterRun(self.course, item.chapter, self.o.seed, workdir)
+                        gb.register(item.chapter, self._source_notebook(item.chapter))
+                    fingerprint = hashlib.sha256(
+                        (sha256_file(item.path) + runs[item.chapter].version).encode()).hexdigest()
+                    if not self.o.force and store.fingerprint(item.student, item.chapter) == fingerprint:
+                        summary.unchanged.append(item)
+                        continue
+                    todo.append((item, fingerprint))
+                self._grade_all(todo, runs, workdir, gb, store, summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _source_notebook(self, chapter: str) -> Path:
+        path = self.course / "source" / chapter / f"{chapter}.ipynb"
+        return path if path.is_file() else self.course / "release" / chapter / f"{chapter}.ipynb"
+
+    def _grade_all(self, todo, runs, workdir: Path, gb: Gradebook, store: RecordStore, summary: Summary) -> None:
+        jobs = self.o.jobs or os.cpu_count() or 1
+        slots: queue.Queue[int] = queue.Queue()
+        for slot in range(jobs):
+            slots.put(slot)
+        total, done = len(todo), 0
+        self.progress(0, total, "")
+
+        def execute(job_dir: Path, run: ChapterRun) -> sandbox.RunResult:
+            slot = slots.get()
+            try:
+                return sandbox.run_job(job_dir, run.checks_dir, self.o.limits, slot=slot,
+                                       hide_torch=run.hide_torch, sandboxed=self.o.sandboxed)
+            finally:
+                slots.put(slot)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pending = {}
+            for n, (item, fingerprint) in enumerate(todo):
+                run = runs[item.chapter]
+                started = time.monotonic()
+                copied = self._copy_submitted(item)
+                try:
+                    prepared = submission.prepare(copied or item.path, run.template, item.chapter,
+                                                  self.o.max_notebook_bytes)
+                except submission.Rejected as exc:
+                    record = records.SubmissionRecord(item.student, item.chapter, exc.status, exc.message,
+                                                      sha256=fingerprint, graded_at=_now())
+                    self._finish(record, None, None, fingerprint, gb, store, summary)
+                    done += 1
+                    self.progress(done, total, f"{item.student}/{item.chapter}: {exc.status}")
+                    continue
+                job_dir = workdir / "jobs" / f"{n:05d}"
+                job_dir.mkdir(parents=True)
+                os.chmod(job_dir, 0o755)
+                (job_dir / "plan.json").write_text(json.dumps(run.plan_json(prepared, self.o.limits)))
+                os.link(run.inputs_file, job_dir / "inputs.npz")
+                for path in job_dir.iterdir():
+                    os.chmod(path, 0o644)
+                future = pool.submit(execute, job_dir, run)
+                pending[future] = (item, fingerprint, prepared, run, job_dir, started)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    item, fingerprint, prepared, run, job_dir, started = pending.pop(future)
+                    record, nb = self._judge(item, fingerprint, prepared, run, future.result())
+                    record.duration_s = round(time.monotonic() - started, 3)
+                    self._finish(record, nb, item, fingerprint, gb, store, summary)
+                    shutil.rmtree(job_dir, ignore_errors=True)
+                    done += 1
+                    self.progress(done, total, f"{item.student}/{item.chapter}: {record.status}")
+
+    def _copy_submitted(self, item: intake.Found) -> Path | None:
+        """nbgrader's ``submitted/<student>/<chapter>/`` copy (not for files over the size cap)."""
+        if item.path.stat().st_size > self.o.max_notebook_bytes:
+            return None
+        dest = self.course / "submitted" / item.student / item.chapter / f"{item.chapter}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if item.path.resolve() != dest.resolve():
+            shutil.copyfile(item.path, dest)
+        (dest.parent / "timestamp.txt").write_text(_timestamp(item.path))
+        return dest
+
+    def _judge(self, item, fingerprint, prepared, run: ChapterRun, result: sandbox.RunResult):
+        positions = {gid: index for index, gid in prepared.test_cells()}
+        verdicts = judge.judge_run(run.plan, positions, result, self.o.limits)
+        nb = submission.to_notebook(prepared, verdicts.outputs)
+        record = records.SubmissionRecord(
+            student=item.student, chapter=item.chapter, status=verdicts.status, message=verdicts.message,
+            sha256=fingerprint, cells=verdicts.cells, checks=verdicts.checks,
+            notes=list(prepared.notes) + verdicts.notes,
+            seeds=dict(run.plan.seeds), graded_at=_now(),
+        )
+        return record, nb
+
+    def _finish(self, record, nb, item, fingerprint, gb: Gradebook, store: RecordStore, summary: Summary) -> None:
+        if nb is not None:
+            folder = self.course / "autograded" / record.student / record.chapter
+            _write_atomic(folder / f"{record.chapter}.ipynb", nbformat.writes(nb).encode())
+            stamp = self.course / "submitted" / record.student / record.chapter / "timestamp.txt"
+            timestamp = stamp.read_text() if stamp.exists() else None
+            if timestamp:
+                (folder / "timestamp.txt").write_text(timestamp)
+            gb.save(record.chapter, record.student, nb, timestamp)
+        store.put(record, fingerprint)  # last: a run cut off before this line regrades the submission
+        (summary.graded if record.status == records.GRADED else summary.failed).append(record)
+
+
+def grade(submissions: Path, options: Options, progress=None) -> Summary:
+    return Grader(options, progress).run(submissions)
+
+
+def text_progress(stream=sys.stderr) -> Callable[[int, int, str], None]:
+    """A one-line progress bar on a terminal; on a log, a line every tenth of the way."""
+    state = {"start": time.monotonic(), "last": -1}
+
+    def show(done: int, total: int, text: str) -> None:
+        if total == 0:
+            return
+        elapsed = time.monotonic() - state["start"]
+        eta = elapsed / done * (total - done) if done else 0.0
+        width = 30
+        bar = "#" * (width * done // total) + "." * (width - width * done // total)
+        line = f"[{bar}] {done}/{total}  {elapsed:5.0f} s elapsed, ~{eta:.0f} s left  {text}"[:160]
+        if stream.isatty():
+            stream.write("\r" + line.ljust(160) + ("\n" if done == total else ""))
+            stream.flush()
+        else:
+            tenth = 10 * done // total
+            if tenth != state["last"] or done == total:
+                state["last"] = tenth
+                stream.write(line + "\n")
+                stream.flush()
+
+    return show

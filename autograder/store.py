@@ -1,0 +1,96 @@
+"""Grading records, kept in a table of their own inside nbgrader's gradebook database.
+
+The gradebook holds the scores (what formgrader and nbgrader's own commands read); this table
+holds what nbgrader has no place for: each submission's status, the verdict and message of
+every check, repair notes, the seeds used, and the fingerprint that tells a re-run whether a
+submission changed since it was graded. Living in the same database (SQLite by default, any
+SQLAlchemy URL otherwise) keeps the two together when the gradebook is moved or backed up.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select
+from sqlalchemy.engine import Engine
+
+from autograder.records import SubmissionRecord
+
+_METADATA = MetaData()
+SUBMISSIONS = Table(
+    "autograder_submission",
+    _METADATA,
+    Column("student", String(128), primary_key=True),
+    Column("chapter", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # submission bytes + grader version
+    Column("status", String(32), nullable=False),
+    Column("record", Text, nullable=False),  # SubmissionRecord as JSON
+    Column("updated_at", String(32), nullable=False),
+)
+
+
+def default_url(course_dir: Path) -> str:
+    """nbgrader's default gradebook location: ``gradebook.db`` in the course directory."""
+    return f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
+
+
+class RecordStore:
+    """Read and write :class:`SubmissionRecord` rows; one row per (student, chapter)."""
+
+    def __init__(self, db_url: str):
+        self.engine: Engine = create_engine(db_url, future=True)
+        _METADATA.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "RecordStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def fingerprint(self, student: str, chapter: str) -> str | None:
+        """The fingerprint stored with the last record, or None if never graded."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(SUBMISSIONS.c.fingerprint).where(
+                    SUBMISSIONS.c.student == student, SUBMISSIONS.c.chapter == chapter
+                )
+            ).first()
+        return row[0] if row else None
+
+    def put(self, record: SubmissionRecord, fingerprint: str) -> None:
+        """Insert or replace the record of ``(record.student, record.chapter)`` atomically."""
+        values = dict(
+            student=record.student,
+            chapter=record.chapter,
+            fingerprint=fingerprint,
+            status=record.status,
+            record=record.to_json(),
+            updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        key = (SUBMISSIONS.c.student == record.student) & (SUBMISSIONS.c.chapter == record.chapter)
+        with self.engine.begin() as conn:  # one transaction: never half a record
+            conn.execute(SUBMISSIONS.delete().where(key))
+            conn.execute(SUBMISSIONS.insert().values(**values))
+
+    def get(self, student: str, chapter: str) -> SubmissionRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(SUBMISSIONS.c.record).where(
+                    SUBMISSIONS.c.student == student, SUBMISSIONS.c.chapter == chapter
+                )
+            ).first()
+        return SubmissionRecord.from_json(row[0]) if row else None
+
+    def records(self, chapter: str | None = None) -> Iterator[SubmissionRecord]:
+        """Every record (of one chapter, if given), ordered by chapter then student."""
+        query = select(SUBMISSIONS.c.record).order_by(SUBMISSIONS.c.chapter, SUBMISSIONS.c.student)
+        if chapter is not None:
+            query = query.where(SUBMISSIONS.c.chapter == chapter)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for (text,) in rows:
+            yield SubmissionRecord.from_json(text)

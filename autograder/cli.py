@@ -109,13 +109,11 @@ def _records(args):
         recs = list(store.records(getattr(args, "chapter", None)))
     chapters = sorted({r.chapter for r in recs})
     chapter_parts = {ch: parts.chapter_parts(args.course, ch) for ch in chapters}
-    manual = {ch: parts.manual_grades(url, ch) for ch in chapters}
+    manual: dict[str, list] = {}  # student -> manual grades of every chapter (grade_ids name the chapter)
+    for ch in chapters:
+        for student, grades in parts.manual_grades(url, ch).items():
+            manual.setdefault(student, []).extend(grades)
     return recs, manual, chapter_parts
-
-
-def _manual_by_student(recs, manual):
-    """Flatten {chapter: {student: [...]}} into what feedback/export take per record."""
-    return {(r.student, r.chapter): manual.get(r.chapter, {}).get(r.student, []) for r in recs}
 
 
 def _feedback(args) -> int:

@@ -85,27 +85,40 @@ class ChapterRun:
         self.checks_dir = course_dir / "release" / chapter / "coursechecks"
         if not self.template.is_file() or not self.checks_dir.is_dir():
             raise FileNotFoundError(f"{chapter} has not been released in {course_dir} (run: autograder release {chapter})")
+        self.version = self._version()
+        self._settings = (rng_seed, workdir, visible_only)
+        self._plan: judge.Plan | None = None
+
+    @property
+    def plan(self) -> judge.Plan:
+        """Seeds, inputs and the shipped inputs file, made on first use (an unchanged class
+        never pays for them)."""
+        if self._plan is None:
+            self._make_plan(*self._settings)
+        return self._plan
+
+    def _make_plan(self, rng_seed: int | None, workdir: Path, visible_only: bool) -> None:
         by_cell: dict[str, list[core.Check]] = {}
-        for check in core.chapter_checks(chapter).values():
+        for check in core.chapter_checks(self.chapter).values():
             if not (visible_only and check.hidden):
                 by_cell.setdefault(check.cell_id, []).append(check)
-        rng = secrets.SystemRandom() if rng_seed is None else random.Random(f"{rng_seed}:{chapter}")
+        rng = secrets.SystemRandom() if rng_seed is None else random.Random(f"{rng_seed}:{self.chapter}")
         seeds = {c.grade_id: c.seed if visible_only else rng.randrange(1, 2**31) for cs in by_cell.values() for c in cs}
-        inputs = {gid: core.make_inputs(check, seeds[gid]) for cs in by_cell.values() for check in cs
-                  for gid in [check.grade_id]}
-        self.plan = judge.Plan(chapter, by_cell, seeds, inputs)
-        shipped, self.made_inside = {}, []
+        inputs = {c.grade_id: core.make_inputs(c, seeds[c.grade_id]) for cs in by_cell.values() for c in cs}
+        shipped, made_inside = {}, []
         for gid, value in inputs.items():
             try:
                 transport.encode(value)
                 shipped[gid] = value
             except transport.Unshippable:
-                self.made_inside.append(gid)
-        self.inputs_file = workdir / f"{chapter}-inputs.npz"
+                made_inside.append(gid)
+        self.inputs_file = workdir / f"{self.chapter}-inputs.npz"
         self.inputs_file.write_bytes(transport.pack(shipped))
         os.chmod(self.inputs_file, 0o644)
-        self.hide_torch = not self.made_inside and not self._template_imports_torch()
-        self.version = self._version()
+        # Numpy-only chapters run without PyTorch: faster to start, and an answer cannot
+        # hand the work to torch.
+        self.hide_torch = not made_inside and not self._template_imports_torch()
+        self._plan = judge.Plan(self.chapter, by_cell, seeds, inputs)
 
     def _template_imports_torch(self) -> bool:
         nb = json.loads(self.template.read_text())
@@ -125,12 +138,13 @@ class ChapterRun:
         return digest.hexdigest()
 
     def plan_json(self, prepared: submission.Prepared, limits: sandbox.Limits) -> dict:
+        plan = self.plan  # also makes inputs_file and hide_torch
         return {
             "chapter": self.chapter,
             "cells": [{"kind": c.kind, "source": c.source if c.kind in ("code", "test") else "",
                        "grade_id": c.grade_id} for c in prepared.cells],
-            "checks": {cell: [{"check": c.grade_id, "function": c.function, "seed": self.plan.seeds[c.grade_id]}
-                              for c in checks] for cell, checks in self.plan.checks.items()},
+            "checks": {cell: [{"check": c.grade_id, "function": c.function, "seed": plan.seeds[c.grade_id]}
+                              for c in checks] for cell, checks in plan.checks.items()},
             "block_torch": self.hide_torch,
             "limits": {"cell_seconds": limits.cell_seconds, "call_seconds": limits.call_seconds,
                        "cell_output_bytes": limits.cell_output_bytes,
@@ -188,13 +202,14 @@ class Grader:
                 for item in found:
                     if item.chapter not in runs:
                         runs[item.chapter] = ChapterRun(self.course, item.chapter, self.o.seed, workdir)
-                        gb.register(item.chapter, self._source_notebook(item.chapter))
                     fingerprint = hashlib.sha256(
                         (sha256_file(item.path) + runs[item.chapter].version).encode()).hexdigest()
                     if not self.o.force and store.fingerprint(item.student, item.chapter) == fingerprint:
                         summary.unchanged.append(item)
                         continue
                     todo.append((item, fingerprint))
+                for chapter in sorted({item.chapter for item, _ in todo}):
+                    gb.register(chapter, self._source_notebook(chapter))
                 self._grade_all(todo, runs, workdir, gb, store, summary)
         summary.seconds = time.monotonic() - started
         return summary

@@ -95,14 +95,12 @@ def manual_grades(db_url: str, chapter: str) -> dict[str, list[ManualGrade]]:
                 continue
             solution_names = {cell.name for cell in sub.notebook.solution_cells}
             comments = {c.cell.name: c.manual_comment for c in sub.comments}
-            result[student.id] = sorted(
-                (
-                    ManualGrade(grade.cell.name, _score(grade), float(grade.max_score), comments.get(grade.cell.name))
-                    for grade in sub.grades
-                    if _is_manual(grade, solution_names)
-                ),
-                key=lambda g: g.grade_id,
-            )
+            grades = [
+                ManualGrade(g.cell.name, _score(g), float(g.max_score), comments.get(g.cell.name))
+                for g in sub.grades
+                if _is_manual(g, solution_names)
+            ]
+            result[student.id] = sorted(grades, key=lambda g: g.grade_id)
     return result
 
 

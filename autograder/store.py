@@ -39,6 +39,11 @@ class RecordStore:
     """Read and write :class:`SubmissionRecord` rows; one row per (student, chapter)."""
 
     def __init__(self, db_url: str):
+        # nbgrader must create the database: it stamps its schema version only into an empty one.
+        from autograder.gradebook import Gradebook
+
+        with Gradebook(db_url):
+            pass
         self.engine: Engine = create_engine(db_url, future=True)
         _METADATA.create_all(self.engine)
 

@@ -224,6 +224,7 @@ class Grader:
         for slot in range(jobs):
             slots.put(slot)
         total, done = len(todo), 0
+        font_cache = sandbox.build_font_cache(workdir / "matplotlib") if todo else None
         self.progress(0, total, "")
 
         def execute(job_dir: Path, run: ChapterRun) -> sandbox.RunResult:
@@ -255,6 +256,8 @@ class Grader:
                 os.chmod(job_dir, 0o755)
                 (job_dir / "plan.json").write_text(json.dumps(run.plan_json(prepared, self.o.limits)))
                 os.link(run.inputs_file, job_dir / "inputs.npz")
+                if font_cache:
+                    os.link(font_cache, job_dir / font_cache.name)
                 for path in job_dir.iterdir():
                     os.chmod(path, 0o644)
                 future = pool.submit(execute, job_dir, run)

@@ -70,13 +70,26 @@ def _clean_outputs(raw) -> list[dict]:
     return clean
 
 
+def _signal_number(returncode: int | None) -> int | None:
+    """The signal that ended the runner: a negative return code when it ran unsandboxed,
+    ``128 + signal`` when bubblewrap reports it (it exits with that status)."""
+    if returncode is None:
+        return None
+    if returncode < 0:
+        return -returncode
+    if 128 < returncode < 128 + signal.NSIG:
+        return returncode - 128
+    return None
+
+
 def _signal_name(returncode: int | None) -> str:
-    if returncode is None or returncode >= 0:
+    number = _signal_number(returncode)
+    if number is None:
         return f"exit code {returncode}"
     try:
-        return signal.Signals(-returncode).name
+        return signal.Signals(number).name
     except ValueError:
-        return f"signal {-returncode}"
+        return f"signal {number}"
 
 
 def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits: Limits) -> Verdicts:
@@ -169,7 +182,8 @@ def _status(run: RunResult, done: bool, timed_out: bool, last_begin, limits: Lim
         return records.TIMED_OUT, (f"The notebook did not finish within {limits.wall_seconds:g} s{where} and was "
                                    "stopped; tests after that point score 0.")
     if not done:
-        if run.returncode in (-signal.SIGXCPU, -signal.SIGKILL) and run.seconds >= limits.cpu_seconds * 0.9:
+        killed_by = _signal_number(run.returncode)
+        if killed_by in (signal.SIGXCPU, signal.SIGKILL) and run.seconds >= limits.cpu_seconds * 0.9:
             return records.TIMED_OUT, f"The notebook used more than {limits.cpu_seconds} s of CPU time{where}."
         return records.KERNEL_DIED, (f"The notebook's process ended unexpectedly{where} ({_signal_name(run.returncode)}), "
                                      "e.g. through os._exit or a crash; tests after that point score 0.")

@@ -72,7 +72,10 @@ def sandbox_uid(slot: int) -> int | None:
     return SANDBOX_UID_BASE + slot if os.geteuid() == 0 else None
 
 
-def _process_count(uid: int) -> int:
+def _process_count(uid: int) -> int | None:
+    """How many processes ``uid`` runs now, or None where /proc cannot tell (not Linux)."""
+    if not Path("/proc/self").is_dir():
+        return None
     count = 0
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -84,15 +87,28 @@ def _process_count(uid: int) -> int:
     return count
 
 
-def _set_limits(limits: Limits, own_processes: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+def _set_limits(limits: Limits, own_processes: int | None, strict: bool):
+    """The rlimits, applied in the child before exec. ``strict`` (the sandbox, on Linux):
+    every limit must hold. Otherwise (a student's own machine, macOS included) a limit the
+    system does not support is skipped rather than refusing to run."""
+    wanted = [
+        (resource.RLIMIT_AS, limits.memory_bytes, limits.memory_bytes),
+        (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
+        (resource.RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes),
+        (resource.RLIMIT_NOFILE, limits.open_files, limits.open_files),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
+    if own_processes is not None:
         nproc = limits.processes + own_processes
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        wanted.append((resource.RLIMIT_NPROC, nproc, nproc))
+
+    def apply() -> None:
+        for which, soft, hard in wanted:
+            try:
+                resource.setrlimit(which, (soft, hard))
+            except (ValueError, OSError):
+                if strict:
+                    raise
 
     return apply
 
@@ -105,7 +121,7 @@ def _system_mounts() -> list[str]:
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
-    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime"):
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "fonts"):
         path = Path("/etc") / name
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
@@ -195,6 +211,22 @@ def _env_args(home: str) -> list[str]:
     return args
 
 
+def build_font_cache(dest: Path) -> Path | None:
+    """Build matplotlib's font list in ``dest`` (trusted, once per run); its path, or None."""
+    dest.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MPLCONFIGDIR": str(dest), "MPLBACKEND": "Agg"}
+    try:
+        subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env,
+                       capture_output=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    caches = sorted(dest.glob("fontlist-*.json"))
+    if not caches:
+        return None
+    os.chmod(caches[-1], 0o644)
+    return caches[-1]
+
+
 def probe() -> str:
     """Empty if bubblewrap can build a sandbox here, else the reason it cannot."""
     if True in _PROBE:
@@ -245,15 +277,15 @@ def run_job(job: Path, checks_dir: Path, limits: Limits, *, slot: int = 0, hide_
             shutil.copytree(checks_dir, work / "coursechecks")
             cmd = [sys.executable, "-I", str(PACKAGE / "runner.py"), str(job)]
             cwd, env = str(work), _environment(str(work))
-        return _supervise(cmd, cwd, env, limits, own)
+        return _supervise(cmd, cwd, env, limits, own, sandboxed)
 
 
-def _supervise(cmd, cwd, env, limits: Limits, own: int) -> RunResult:
+def _supervise(cmd, cwd, env, limits: Limits, own: int | None, sandboxed: bool) -> RunResult:
     result = RunResult()
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env or None, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_set_limits(limits, own),
+        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_set_limits(limits, own, strict=sandboxed),
     )
 
     def read_frames() -> None:

@@ -112,6 +112,9 @@ def check_notebook(path: Path, course_dir: Path, chapter: str | None = None,
         os.chmod(job, 0o755)
         (job / "plan.json").write_text(json.dumps(run.plan_json(prepared, limits)))
         os.link(run.inputs_file, job / "inputs.npz")
+        font_cache = sandbox.build_font_cache(workdir / "matplotlib")
+        if font_cache:
+            os.link(font_cache, job / font_cache.name)
         for item in job.iterdir():
             os.chmod(item, 0o644)
         result = sandbox.run_job(job, run.checks_dir, limits, hide_torch=run.hide_torch,

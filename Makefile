@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: book test bench clean
+.PHONY: book test bench bench-grading clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: book
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/reference_speed.py
+
+# About ten minutes: a 60-student class graded by plain nbgrader and by the autograder.
+bench-grading: $(BIN)/.installed
+	$(BIN)/python benchmarks/grade_class.py
 
 clean:
 	rm -rf _build

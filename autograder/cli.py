@@ -104,6 +104,9 @@ def _records(args):
     from autograder import parts
     from autograder.store import RecordStore, default_url
 
+    from autograder.grade import require_course
+
+    require_course(args.course)
     url = args.db or default_url(args.course)
     with RecordStore(url) as store:
         recs = list(store.records(getattr(args, "chapter", None)))
@@ -119,7 +122,11 @@ def _records(args):
 def _feedback(args) -> int:
     from autograder import feedback
 
-    recs, manual, chapter_parts = _records(args)
+    try:
+        recs, manual, chapter_parts = _records(args)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not recs:
         print("nothing graded yet: run `autograder grade` first", file=sys.stderr)
         return 1
@@ -131,7 +138,11 @@ def _feedback(args) -> int:
 def _export(args) -> int:
     from autograder import export
 
-    recs, manual, chapter_parts = _records(args)
+    try:
+        recs, manual, chapter_parts = _records(args)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not recs:
         print("nothing graded yet: run `autograder grade` first", file=sys.stderr)
         return 1
@@ -149,7 +160,11 @@ def _check(args) -> int:
     if not args.notebook.exists():
         print(f"error: {args.notebook} does not exist", file=sys.stderr)
         return 2
-    report = student_check.check_notebook(args.notebook, args.course, args.chapter)
+    try:
+        report = student_check.check_notebook(args.notebook, args.course, args.chapter)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(report.text())
     return report.exit_code
 

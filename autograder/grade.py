@@ -131,7 +131,7 @@ class ChapterRun:
     def _version(self) -> str:
         """Fingerprint of everything that decides a grade except the submission itself."""
         digest = hashlib.sha256()
-        files = [self.template, PACKAGE / "runner.py", PACKAGE / "transport.py", PACKAGE / "judge.py",
+        files = [self.template, *(PACKAGE / name for name in ("runner.py", "transport.py", "judge.py", "submission.py")),
                  *sorted(self.checks_dir.glob("*.py")), *sorted((PACKAGE / "checks").glob("*.py"))]
         for path in files:
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -150,6 +150,14 @@ class ChapterRun:
                        "cell_output_bytes": limits.cell_output_bytes,
                        "total_output_bytes": limits.total_output_bytes},
         }
+
+
+def require_course(course_dir: Path) -> None:
+    """A clear error for a course directory that is missing or has nothing released."""
+    if not (Path(course_dir) / "release").is_dir():
+        raise FileNotFoundError(
+            f"{course_dir} is not a course directory: it has no release/ folder "
+            "(pass --course, or run `autograder release` first)")
 
 
 def sha256_file(path: Path) -> str:
@@ -186,6 +194,7 @@ class Grader:
     def run(self, submissions: Path) -> Summary:
         started = time.monotonic()
         summary = Summary()
+        require_course(self.course)
         chapters = sorted(p.name for p in (self.course / "release").iterdir() if p.is_dir()) \
             if (self.course / "release").is_dir() else []
         if self.o.chapter and self.o.chapter not in chapters:
@@ -202,13 +211,14 @@ class Grader:
                 for item in found:
                     if item.chapter not in runs:
                         runs[item.chapter] = ChapterRun(self.course, item.chapter, self.o.seed, workdir)
+                    digest = sha256_file(item.path)
                     fingerprint = hashlib.sha256(
-                        (sha256_file(item.path) + runs[item.chapter].version).encode()).hexdigest()
+                        (digest + runs[item.chapter].version + repr(self.o.limits)).encode()).hexdigest()
                     if not self.o.force and store.fingerprint(item.student, item.chapter) == fingerprint:
                         summary.unchanged.append(item)
                         continue
-                    todo.append((item, fingerprint))
-                for chapter in sorted({item.chapter for item, _ in todo}):
+                    todo.append((item, fingerprint, digest))
+                for chapter in sorted({item.chapter for item, _, _ in todo}):
                     gb.register(chapter, self._source_notebook(chapter))
                 self._grade_all(todo, runs, workdir, gb, store, summary)
         summary.seconds = time.monotonic() - started
@@ -237,16 +247,15 @@ class Grader:
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             pending = {}
-            for n, (item, fingerprint) in enumerate(todo):
+            for n, (item, fingerprint, digest) in enumerate(todo):
                 run = runs[item.chapter]
-                started = time.monotonic()
                 copied = self._copy_submitted(item)
                 try:
                     prepared = submission.prepare(copied or item.path, run.template, item.chapter,
                                                   self.o.max_notebook_bytes)
                 except submission.Rejected as exc:
                     record = records.SubmissionRecord(item.student, item.chapter, exc.status, exc.message,
-                                                      sha256=fingerprint, graded_at=_now())
+                                                      sha256=digest, graded_at=_now())
                     self._finish(record, None, None, fingerprint, gb, store, summary)
                     done += 1
                     self.progress(done, total, f"{item.student}/{item.chapter}: {exc.status}")
@@ -261,13 +270,14 @@ class Grader:
                 for path in job_dir.iterdir():
                     os.chmod(path, 0o644)
                 future = pool.submit(execute, job_dir, run)
-                pending[future] = (item, fingerprint, prepared, run, job_dir, started)
+                pending[future] = (item, fingerprint, digest, prepared, run, job_dir)
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    item, fingerprint, prepared, run, job_dir, started = pending.pop(future)
-                    record, nb = self._judge(item, fingerprint, prepared, run, future.result())
-                    record.duration_s = round(time.monotonic() - started, 3)
+                    item, fingerprint, digest, prepared, run, job_dir = pending.pop(future)
+                    result = future.result()
+                    record, nb = self._judge(item, digest, prepared, run, result)
+                    record.duration_s = round(result.seconds, 3)  # in the sandbox, not waiting for a slot
                     self._finish(record, nb, item, fingerprint, gb, store, summary)
                     shutil.rmtree(job_dir, ignore_errors=True)
                     done += 1
@@ -284,13 +294,13 @@ class Grader:
         (dest.parent / "timestamp.txt").write_text(_timestamp(item.path))
         return dest
 
-    def _judge(self, item, fingerprint, prepared, run: ChapterRun, result: sandbox.RunResult):
+    def _judge(self, item, digest, prepared, run: ChapterRun, result: sandbox.RunResult):
         positions = {gid: index for index, gid in prepared.test_cells()}
         verdicts = judge.judge_run(run.plan, positions, result, self.o.limits)
         nb = submission.to_notebook(prepared, verdicts.outputs)
         record = records.SubmissionRecord(
             student=item.student, chapter=item.chapter, status=verdicts.status, message=verdicts.message,
-            sha256=fingerprint, cells=verdicts.cells, checks=verdicts.checks,
+            sha256=digest, cells=verdicts.cells, checks=verdicts.checks,
             notes=list(prepared.notes) + verdicts.notes,
             seeds=dict(run.plan.seeds), graded_at=_now(),
         )

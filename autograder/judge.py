@@ -105,7 +105,7 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
             if kind == "check":
                 body = transport.unpack(payload, limits.frame_bytes)
                 name = body.get("check") if isinstance(body, dict) else None
-                if name in known and name not in sent and isinstance(body.get("outputs"), dict):
+                if isinstance(name, str) and name in known and name not in sent and isinstance(body.get("outputs"), dict):
                     sent[name] = body["outputs"]
                 continue
             body = json.loads(payload)
@@ -119,7 +119,7 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
                 out_of_memory |= body.get("out_of_memory") is True
             elif kind == "fail":
                 name = body.get("check")
-                if name in known and name not in sent:
+                if isinstance(name, str) and name in known and name not in sent:
                     sent[name] = str(body.get("message", "failed"))[:2000]
                 timed_out |= body.get("timed_out") is True
                 out_of_memory |= body.get("out_of_memory") is True
@@ -143,7 +143,9 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
             elif isinstance(got, str):
                 passed, text = False, f"{check.function}: {got}"
             else:
-                passed, text = False, f"{check.function}: not tested, because the notebook stopped before this test ({status})"
+                passed, text = False, (
+                    f"{check.function}: no valid result came back for this test" if status == records.GRADED
+                    else f"{check.function}: not tested, because the notebook stopped before this test ({status})")
             verdicts.append(records.CheckVerdict(check.grade_id, cell, check.description, check.hidden, passed, text))
             if not passed and not first_failure:
                 first_failure = text

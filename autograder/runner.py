@@ -329,8 +329,13 @@ def main(job: Path) -> None:
         except TimeLimit as exc:  # fired outside run_cell's own handler
             error = exc
             outputs.error("TimeLimit", str(exc), [])
+        # A failed cell's traceback would keep everything it allocated alive (a memory bomb
+        # would then starve the cells after it): drop IPython's references to it.
+        flags = _exception_flags(error)
+        sys.last_type = sys.last_value = sys.last_traceback = None
+        shell.last_execution_result = result = error = None
         reporter.json("cell", {"index": index, "outputs": outputs.finish(),
-                               "seconds": round(time.monotonic() - started, 3), **_exception_flags(error)})
+                               "seconds": round(time.monotonic() - started, 3), **flags})
     reporter.json("done", {})
 
 

@@ -91,6 +91,7 @@ def check_notebook(path: Path, course_dir: Path, chapter: str | None = None,
                    limits: sandbox.Limits | None = None) -> CheckReport:
     limits = limits or sandbox.Limits(wall_seconds=600)
     course_dir = Path(course_dir)
+    grade.require_course(course_dir)
     chapters = sorted(p.name for p in (course_dir / "release").iterdir() if p.is_dir())
     chapter = chapter or guess_chapter(Path(path), chapters)
     if chapter not in chapters:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zipfile
 from typing import IO, Any, Iterator
 
 import numpy as np
@@ -96,15 +97,12 @@ def load_npz(data: bytes, max_bytes: int) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` from an untrusted source: no pickles, no object arrays, capped."""
     if len(data) > max_bytes:
         raise BadPayload(f"{len(data)} bytes, more than the limit of {max_bytes}")
+    _check_members(data, max_bytes)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {}
-            total = 0
             for name in npz.files:
                 arr = npz[name]
-                total += arr.nbytes
-                if total > max_bytes:
-                    raise BadPayload(f"arrays larger than the limit of {max_bytes} bytes")
                 if arr.dtype.hasobject:
                     raise BadPayload(f"{name} is an object array")
                 arrays[name] = arr
@@ -113,6 +111,35 @@ def load_npz(data: bytes, max_bytes: int) -> dict[str, np.ndarray]:
     except Exception as exc:  # truncated zip, pickled array, bad header...
         raise BadPayload(f"not a valid npz ({type(exc).__name__}: {exc})") from None
     return arrays
+
+
+def _check_members(data: bytes, max_bytes: int) -> None:
+    """Refuse before decompressing anything: :func:`pack` never compresses, so a compressed
+    member (a possible bomb) is refused, and each member's header must declare a plain dtype
+    and a size that fits in what is left of ``max_bytes``."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            budget = max_bytes
+            for info in archive.infolist():
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise BadPayload(f"{info.filename} is compressed")
+                if info.file_size > budget:
+                    raise BadPayload(f"arrays larger than the limit of {max_bytes} bytes")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                if dtype.hasobject:
+                    raise BadPayload(f"{info.filename} is an object array")
+                budget -= int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                if budget < 0:
+                    raise BadPayload(f"arrays larger than the limit of {max_bytes} bytes")
+    except BadPayload:
+        raise
+    except Exception as exc:
+        raise BadPayload(f"not a valid npz ({type(exc).__name__}: {exc})") from None
 
 
 def unpack(data: bytes, max_bytes: int) -> Any:

@@ -1,0 +1,164 @@
+"""The command line: exit codes, what it prints and the files it writes."""
+import contextlib
+import csv
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import course
+from autograder.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+EXERCISES = REPO / "exercises"
+CHAPTER = "batchnorm"
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def release() -> nbformat.NotebookNode:
+    return course.read(EXERCISES / "release" / CHAPTER / f"{CHAPTER}.ipynb")
+
+
+def reference() -> nbformat.NotebookNode:
+    return course.fill_answers(release(), course.answers(course.read(EXERCISES / "source" / CHAPTER / f"{CHAPTER}.ipynb")))
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """A batchnorm course graded through ``autograder grade`` for two students."""
+    root = tmp_path_factory.mktemp("cli")
+    course_dir = root / "course"
+    for part in ("source", "release"):
+        shutil.copytree(EXERCISES / part / CHAPTER, course_dir / part / CHAPTER, ignore=course.COPY_IGNORE)
+    shutil.copy(EXERCISES / "nbgrader_config.py", course_dir)
+    subs = root / "submissions"
+    for student, nb in (("ann", reference()), ("bob", release())):
+        (subs / student).mkdir(parents=True)
+        nbformat.write(nb, str(subs / student / f"{CHAPTER}.ipynb"))
+    code, out, err = run_cli("grade", subs, "--course", course_dir, "--jobs", 2, "--quiet")
+    return {"root": root, "course": course_dir, "subs": subs, "code": code, "out": out, "err": err}
+
+
+def test_grade_prints_a_summary_and_exits_0(graded):
+    assert graded["code"] == 0, graded["err"]
+    assert graded["out"].splitlines()[0].startswith(
+        "graded 2, not fully graded 0, unchanged since last run 0, skipped files 0 (")
+    assert (graded["course"] / "autograded" / "ann" / CHAPTER / f"{CHAPTER}.ipynb").is_file()
+    assert (graded["course"] / "gradebook.db").is_file()
+
+
+def test_grade_again_finds_nothing_changed(graded):
+    code, out, _ = run_cli("grade", graded["subs"], "--course", graded["course"], "--quiet")
+    assert code == 0 and "graded 0," in out and "unchanged since last run 2" in out
+
+
+def test_feedback_writes_a_page_per_submission(graded):
+    code, out, err = run_cli("feedback", "--course", graded["course"])
+    assert code == 0, err
+    pages = sorted((graded["course"] / "feedback").rglob("*.html"))
+    assert pages == [graded["course"] / "feedback" / s / CHAPTER / f"{CHAPTER}.html" for s in ("ann", "bob")]
+    assert out.startswith("wrote 2 feedback file(s) under ")
+
+
+def test_export_writes_grades_csv_and_the_report(graded):
+    out_dir = graded["root"] / "exported"
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", out_dir)
+    assert code == 0, err
+    assert (out_dir / "report.html").is_file()
+    with open(out_dir / "grades.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(row["student"], row["chapter"], float(row["autograded"])) for row in rows] == [
+        ("ann", CHAPTER, 80.0), ("bob", CHAPTER, 0.0)]
+    assert f"wrote {out_dir / 'grades.csv'} and {out_dir / 'report.html'}" in out
+
+
+def test_export_defaults_to_the_course_directory(graded):
+    code, _, err = run_cli("export", "--course", graded["course"])
+    assert code == 0, err
+    assert (graded["course"] / "grades.csv").is_file() and (graded["course"] / "report.html").is_file()
+
+
+def test_grade_on_a_missing_folder_is_a_clear_error(graded):
+    missing = graded["root"] / "no such folder"
+    code, out, err = run_cli("grade", missing, "--course", graded["course"], "--quiet")
+    assert code == 2 and out == ""
+    assert err.strip() == f"error: {missing} does not exist"
+
+
+def test_grade_of_an_unknown_chapter_is_a_clear_error(graded):
+    code, _, err = run_cli("grade", graded["subs"], "--course", graded["course"], "--chapter", "nochapter")
+    assert code == 2 and err.startswith("error: unknown chapter 'nochapter'")
+
+
+def test_unsafe_no_sandbox_warns(graded, tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli("grade", tmp_path / "empty", "--course", graded["course"], "--quiet",
+                             "--unsafe-no-sandbox")
+    assert code == 0 and out.startswith("graded 0,")
+    assert "warning: grading WITHOUT a sandbox" in err
+
+
+def test_grade_with_a_missing_course_is_a_clear_error(tmp_path):
+    (tmp_path / "subs").mkdir()
+    code, _, err = run_cli("grade", tmp_path / "subs", "--course", tmp_path / "nope", "--quiet")
+    assert code == 2 and "nope" in err and "Traceback" not in err
+
+
+def test_check_the_reference_exits_0(tmp_path):
+    path = tmp_path / f"{CHAPTER}.ipynb"
+    nbformat.write(reference(), str(path))
+    code, out, _ = run_cli("check", path)
+    assert code == 0
+    assert "Visible tests: 10 of 10 passed." in out and "will be graded as it is" in out
+
+
+def test_check_the_release_exits_1(tmp_path):
+    path = tmp_path / f"{CHAPTER}.ipynb"
+    nbformat.write(release(), str(path))
+    code, out, _ = run_cli("check", path, "--course", EXERCISES)
+    assert code == 1
+    assert "Visible tests: 0 of 10 passed." in out and "FAILED batchnorm_batchnorm_forward_torch_2d" in out
+
+
+def test_check_malformed_json_exits_2(tmp_path):
+    path = tmp_path / f"{CHAPTER}.ipynb"
+    path.write_text('{"cells": [')
+    code, out, _ = run_cli("check", path)
+    assert code == 2 and "cannot be graded" in out
+
+
+def test_check_a_missing_notebook_exits_2(tmp_path):
+    code, out, err = run_cli("check", tmp_path / "gone.ipynb")
+    assert code == 2 and out == "" and err.strip() == f"error: {tmp_path / 'gone.ipynb'} does not exist"
+
+
+def test_check_with_a_missing_course_is_a_clear_error(tmp_path):
+    path = tmp_path / f"{CHAPTER}.ipynb"
+    nbformat.write(release(), str(path))
+    code, _, err = run_cli("check", path, "--course", tmp_path / "nope")
+    assert code == 2 and "nope" in err
+
+
+def test_a_verb_is_required():
+    with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(io.StringIO()):
+        main([])
+    assert info.value.code == 2
+
+
+def test_python_m_autograder_help_lists_the_verbs():
+    proc = subprocess.run([sys.executable, "-m", "autograder", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    for verb in ("release", "grade", "feedback", "export", "check"):
+        assert verb in proc.stdout
+    assert proc.stdout.startswith("usage: autograder ")

@@ -152,6 +152,11 @@ class ChapterRun:
         }
 
 
+def _grader_error(exc: Exception) -> str:
+    return (f"The grader failed on this submission ({type(exc).__name__}: {exc}); it was not graded. "
+            "This is not the student's fault: please report it.")
+
+
 def require_course(course_dir: Path) -> None:
     """A clear error for a course directory that is missing or has nothing released."""
     if not (Path(course_dir) / "release").is_dir():
@@ -249,39 +254,51 @@ class Grader:
             pending = {}
             for n, (item, fingerprint, digest) in enumerate(todo):
                 run = runs[item.chapter]
-                copied = self._copy_submitted(item)
+                job_dir = workdir / "jobs" / f"{n:05d}"
                 try:
+                    copied = self._copy_submitted(item)
                     prepared = submission.prepare(copied or item.path, run.template, item.chapter,
                                                   self.o.max_notebook_bytes)
-                except submission.Rejected as exc:
-                    record = records.SubmissionRecord(item.student, item.chapter, exc.status, exc.message,
+                    self._write_job(job_dir, run, prepared, font_cache)
+                except Exception as exc:  # noqa: BLE001 (one submission never stops the batch)
+                    status, message = ((exc.status, exc.message) if isinstance(exc, submission.Rejected)
+                                       else (records.GRADER_ERROR, _grader_error(exc)))
+                    record = records.SubmissionRecord(item.student, item.chapter, status, message,
                                                       sha256=digest, graded_at=_now())
                     self._finish(record, None, None, fingerprint, gb, store, summary)
                     done += 1
-                    self.progress(done, total, f"{item.student}/{item.chapter}: {exc.status}")
+                    self.progress(done, total, f"{item.student}/{item.chapter}: {status}")
                     continue
-                job_dir = workdir / "jobs" / f"{n:05d}"
-                job_dir.mkdir(parents=True)
-                os.chmod(job_dir, 0o755)
-                (job_dir / "plan.json").write_text(json.dumps(run.plan_json(prepared, self.o.limits)))
-                os.link(run.inputs_file, job_dir / "inputs.npz")
-                if font_cache:
-                    os.link(font_cache, job_dir / font_cache.name)
-                for path in job_dir.iterdir():
-                    os.chmod(path, 0o644)
                 future = pool.submit(execute, job_dir, run)
                 pending[future] = (item, fingerprint, digest, prepared, run, job_dir)
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     item, fingerprint, digest, prepared, run, job_dir = pending.pop(future)
-                    result = future.result()
-                    record, nb = self._judge(item, digest, prepared, run, result)
-                    record.duration_s = round(result.seconds, 3)  # in the sandbox, not waiting for a slot
-                    self._finish(record, nb, item, fingerprint, gb, store, summary)
+                    try:
+                        result = future.result()
+                        record, nb = self._judge(item, digest, prepared, run, result)
+                        record.duration_s = round(result.seconds, 3)  # in the sandbox, not waiting for a slot
+                        self._finish(record, nb, item, fingerprint, gb, store, summary)
+                    except Exception as exc:  # noqa: BLE001 (one submission never stops the batch)
+                        record = records.SubmissionRecord(item.student, item.chapter, records.GRADER_ERROR,
+                                                          _grader_error(exc), sha256=digest, graded_at=_now())
+                        self._finish(record, None, None, fingerprint, gb, store, summary)
                     shutil.rmtree(job_dir, ignore_errors=True)
                     done += 1
                     self.progress(done, total, f"{item.student}/{item.chapter}: {record.status}")
+
+    def _write_job(self, job_dir: Path, run: ChapterRun, prepared: submission.Prepared,
+                   font_cache: Path | None) -> None:
+        """The sandbox's read-only input: the plan, the shared inputs, matplotlib's font list."""
+        job_dir.mkdir(parents=True)
+        os.chmod(job_dir, 0o755)
+        (job_dir / "plan.json").write_text(json.dumps(run.plan_json(prepared, self.o.limits)))
+        os.link(run.inputs_file, job_dir / "inputs.npz")
+        if font_cache:
+            os.link(font_cache, job_dir / font_cache.name)
+        for path in job_dir.iterdir():
+            os.chmod(path, 0o644)
 
     def _copy_submitted(self, item: intake.Found) -> Path | None:
         """nbgrader's ``submitted/<student>/<chapter>/`` copy (not for files over the size cap)."""
@@ -315,7 +332,9 @@ class Grader:
             if timestamp:
                 (folder / "timestamp.txt").write_text(timestamp)
             gb.save(record.chapter, record.student, nb, timestamp)
-        store.put(record, fingerprint)  # last: a run cut off before this line regrades the submission
+        # Last: a run cut off before this line regrades the submission; so does the next run
+        # after a grader error (its fingerprint is not kept).
+        store.put(record, "" if record.status == records.GRADER_ERROR else fingerprint)
         (summary.graded if record.status == records.GRADED else summary.failed).append(record)
 
 

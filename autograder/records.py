@@ -10,7 +10,8 @@ TIMED_OUT = "timed out"
 KERNEL_DIED = "kernel died"
 INVALID = "invalid notebook"
 TOO_LARGE = "too large"
-STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, INVALID, TOO_LARGE)
+GRADER_ERROR = "grader error"  # a fault of the grader, not the student: the record says what, the batch goes on
+STATUSES = (GRADED, TIMED_OUT, KERNEL_DIED, INVALID, TOO_LARGE, GRADER_ERROR)
 
 
 @dataclass(frozen=True)

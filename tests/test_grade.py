@@ -322,12 +322,12 @@ def interrupted(tmp_path_factory):
     def failing_put(self, record, fingerprint):
         calls.append(record.student)
         if len(calls) == 2:
-            raise RuntimeError("killed while storing")
+            raise KeyboardInterrupt("killed while storing")  # an interruption, not an error to record
         return put(self, record, fingerprint)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(RecordStore, "put", failing_put)
-        with pytest.raises(RuntimeError, match="killed while storing"):
+        with pytest.raises(KeyboardInterrupt, match="killed while storing"):
             grade.grade(subs, options)
     stored_first = all_records(url)
     resumed = grade.grade(subs, options)
@@ -413,3 +413,26 @@ def test_text_progress_on_a_log_writes_a_line_every_tenth():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 11
     assert lines[-1].startswith("[" + "#" * 30 + "] 100/100") and lines[-1].endswith("s100")
+
+
+def test_a_grader_fault_on_one_submission_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):
+    course_dir = copy_course(tmp_path)
+    subs = make_class(tmp_path, {"ann": "reference", "bob": "reference"})
+    prepare = grade.submission.prepare
+
+    def faulty(path, *args, **kwargs):
+        if "bob" in str(path):
+            raise RuntimeError("a bug in the grader")
+        return prepare(path, *args, **kwargs)
+
+    monkeypatch.setattr(grade.submission, "prepare", faulty)
+    summary = grade.grade(subs, Options(course_dir, jobs=2))
+    recs = all_records(grade.default_url(course_dir))
+    assert recs["ann"].status == records.GRADED and recs["ann"].auto_score == 80
+    assert recs["bob"].status == records.GRADER_ERROR
+    assert "a bug in the grader" in recs["bob"].message and "not the student's fault" in recs["bob"].message
+    assert [r.student for r in summary.failed] == ["bob"]
+    monkeypatch.setattr(grade.submission, "prepare", prepare)  # the grader is fixed: the next run retries bob alone
+    again = grade.grade(subs, Options(course_dir, jobs=2))
+    assert [r.student for r in again.graded] == ["bob"] and [f.student for f in again.unchanged] == ["ann"]
+    assert all_records(grade.default_url(course_dir))["bob"].auto_score == 80

@@ -134,7 +134,7 @@ def _ro_bind(src: Path, dest: Path | None = None) -> list[str]:
     dest = dest or src
     args: list[str] = []
     for parent in reversed(dest.parents):
-        if str(parent) not in ("/", "/usr"):
+        if str(parent) not in ("/", "/usr", "/tmp"):  # mounted already, with their own modes
             args += ["--perms", "0755", "--dir", str(parent)]
     return args + ["--ro-bind", str(src), str(dest)]
 
@@ -171,9 +171,11 @@ def bwrap_command(job: Path, checks_dir: Path, limits: Limits, hide_torch: bool,
         shutil.which("bwrap") or "bwrap",
         *isolation, "--die-with-parent", "--new-session", "--hostname", "sandbox",
         *_system_mounts(),
-        *_python_mounts(hide_torch),
         "--proc", "/proc", "--dev", "/dev",
+        # /tmp before the Python installation: a virtual environment under /tmp must be
+        # bound on top of the empty tmpfs, not hidden by it.
         "--perms", "01777", "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp",
+        *_python_mounts(hide_torch),
         "--perms", "0755", "--dir", "/job",
         "--perms", "0777", "--size", str(limits.tmpfs_bytes), "--tmpfs", "/job/work",
         *_ro_bind(job, Path("/job/in")),

@@ -12,7 +12,8 @@ from autograder import course, grade, notebooks, records, sandbox
 from autograder.store import RecordStore, default_url
 
 CHAPTERS = notebooks.chapters()
-pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason="bubblewrap cannot run here")
+# Skipped only where bubblewrap is not installed; where it is, a sandbox that cannot start fails.
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
 
 @pytest.fixture(scope="module")

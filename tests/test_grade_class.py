@@ -1,4 +1,5 @@
 """The class benchmark on a tiny class: both graders run, agree and report their speed."""
+import shutil
 import importlib.util
 import json
 import sys
@@ -35,7 +36,7 @@ def test_the_mix_is_seeded_and_has_every_kind(grade_class):
     assert {s.kind for s in first} == set(grade_class.MIX)
 
 
-@pytest.mark.skipif(bool(sandbox.probe()), reason="bubblewrap cannot build a sandbox here")
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 def test_a_tiny_class_is_graded_alike_by_both(grade_class, tmp_path, capsys):
     out = tmp_path / "result.json"
     status = grade_class.main(["--students", "4", "--chapters", "batchnorm", "--jobs", "2", "--out", str(out)])

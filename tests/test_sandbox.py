@@ -40,6 +40,12 @@ for name, path in {{"course": {str(COURSE)!r}, "solutions": {str(REPO / "solutio
         facts[name] = "readable"
     except OSError as exc:
         facts[name] = type(exc).__name__
+for module in ("solutions", "autograder"):  # the course is installed editable, pointing at the checkout
+    try:
+        __import__(module)
+        facts["import_" + module] = "imported"
+    except ImportError as exc:
+        facts["import_" + module] = type(exc).__name__
 facts["torch_dir"] = os.listdir({str(PURELIB / "torch")!r}) if os.path.isdir({str(PURELIB / "torch")!r}) else None
 try:
     open("/job/in/plan.json", "a").close()
@@ -135,10 +141,23 @@ def test_torch_is_hidden_only_when_asked(tmp_path):
 def test_only_the_job_checks_and_runner_files_of_the_repository_are_mounted(tmp_path):
     cmd = bwrap_command(tmp_path / "job", CHECKS, LIMITS, hide_torch=True, uid=None)
     binds = [cmd[i + 1] for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind")]
-    from_repo = {b for b in binds if b.startswith(str(REPO))}
+    # The Python installation is mounted wherever it lives; a virtual environment inside the
+    # checkout (make's .venv) is part of it, not of the course.
+    python = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix)}
+    from_repo = {b for b in binds if b.startswith(str(REPO)) and b not in python}
     assert from_repo == {str(CHECKS), str(sandbox.PACKAGE / "runner.py"), str(sandbox.PACKAGE / "transport.py")}
     assert "--bind" not in cmd  # nothing of the host is writable
     assert str(tmp_path / "job") in binds
+
+
+def test_the_python_installation_is_bound_after_tmp_so_a_venv_under_tmp_stays_visible(tmp_path):
+    cmd = bwrap_command(tmp_path / "job", CHECKS, LIMITS, hide_torch=True, uid=None)
+    tmpfs = cmd.index("/tmp", cmd.index("--tmpfs"))
+    prefix = str(Path(sys.prefix).resolve())
+    if not prefix.startswith("/usr/"):
+        assert cmd.index(prefix) > tmpfs  # a later mount lies on top of an earlier one
+    parents = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--dir"]
+    assert "/tmp" not in parents  # the tmpfs keeps its sticky, world-writable mode
 
 
 # --- a real sandbox ------------------------------------------------------------------------------
@@ -166,6 +185,7 @@ def test_sandboxed_code_cannot_see_the_course_or_the_solutions(spied):
     assert spied["course"] == "FileNotFoundError"
     assert spied["solutions"] == "FileNotFoundError"
     assert spied["notebook"] == "FileNotFoundError"
+    assert spied["import_solutions"] == spied["import_autograder"] == "ModuleNotFoundError"
     assert "gradebook.db" not in json.dumps(spied["root"])
 
 

@@ -80,7 +80,7 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
-    from autograder import grade, intake, sandbox
+    from autograder import grade, intake, sandbox, store
 
     limits = sandbox.Limits(wall_seconds=args.timeout, cpu_seconds=int(args.timeout),
                             memory_bytes=int(args.memory * 2**30))
@@ -93,7 +93,7 @@ def _grade(args) -> int:
         print("warning: grading WITHOUT a sandbox: student code runs with your permissions", file=sys.stderr)
     try:
         summary = grade.grade(args.submissions, options, None if args.quiet else grade.text_progress())
-    except (sandbox.SandboxUnavailable, intake.IntakeError, FileNotFoundError) as exc:
+    except (sandbox.SandboxUnavailable, intake.IntakeError, store.DatabaseUnavailable, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))
@@ -102,12 +102,12 @@ def _grade(args) -> int:
 
 def _records(args):
     from autograder import parts
-    from autograder.store import RecordStore, default_url
-
     from autograder.grade import require_course
+    from autograder.store import RecordStore, default_url, require_database
 
     require_course(args.course)
     url = args.db or default_url(args.course)
+    require_database(url)
     with RecordStore(url) as store:
         recs = list(store.records(getattr(args, "chapter", None)))
     chapters = sorted({r.chapter for r in recs})
@@ -120,11 +120,11 @@ def _records(args):
 
 
 def _feedback(args) -> int:
-    from autograder import feedback
+    from autograder import feedback, store
 
     try:
         recs, manual, chapter_parts = _records(args)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, store.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not recs:
@@ -136,11 +136,11 @@ def _feedback(args) -> int:
 
 
 def _export(args) -> int:
-    from autograder import export
+    from autograder import export, store
 
     try:
         recs, manual, chapter_parts = _records(args)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, store.DatabaseUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not recs:

@@ -125,11 +125,12 @@ class CellScore:
     autograded: bool  # a code test cell, as opposed to a manually graded written answer
 
 
-def scores(course_dir: Path, chapter: str) -> dict[str, dict[str, CellScore]]:
-    """Per student, the score of every graded cell of ``chapter`` from the gradebook."""
+def scores(course_dir: Path, chapter: str, url: str | None = None) -> dict[str, dict[str, CellScore]]:
+    """Per student, the score of every graded cell of ``chapter`` from the gradebook
+    (``gradebook.db`` in ``course_dir`` unless ``url`` names another database)."""
     from nbgrader.api import Gradebook
 
-    url = f"sqlite:///{Path(course_dir) / 'gradebook.db'}"
+    url = url or f"sqlite:///{Path(course_dir) / 'gradebook.db'}"
     result: dict[str, dict[str, CellScore]] = {}
     with _tools_on_path(), Gradebook(url) as gb:
         for student in gb.students:

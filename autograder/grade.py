@@ -32,7 +32,7 @@ import nbformat
 from autograder import intake, judge, records, sandbox, submission, transport
 from autograder.checks import core
 from autograder.gradebook import Gradebook
-from autograder.store import RecordStore, default_url
+from autograder.store import RecordStore, default_url, require_database
 
 PACKAGE = Path(__file__).resolve().parent
 _TORCH_IMPORT = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
@@ -200,6 +200,7 @@ class Grader:
         started = time.monotonic()
         summary = Summary()
         require_course(self.course)
+        require_database(self.o.url)
         chapters = sorted(p.name for p in (self.course / "release").iterdir() if p.is_dir()) \
             if (self.course / "release").is_dir() else []
         if self.o.chapter and self.o.chapter not in chapters:

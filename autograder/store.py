@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 from sqlalchemy import Column, MetaData, String, Table, Text, create_engine, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from autograder.records import SubmissionRecord
 
@@ -28,6 +29,43 @@ SUBMISSIONS = Table(
     Column("record", Text, nullable=False),  # SubmissionRecord as JSON
     Column("updated_at", String(32), nullable=False),
 )
+
+
+# The pip package that provides a database driver SQLAlchemy could not import.
+_DRIVER_PACKAGES = {"psycopg": "psycopg[binary]", "psycopg2": "psycopg2-binary", "MySQLdb": "mysqlclient",
+                    "pymysql": "PyMySQL", "asyncpg": "asyncpg"}
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The gradebook's URL cannot be opened; the message says why, without the password."""
+
+
+def require_database(url: str) -> None:
+    """Open and close ``url`` once, turning SQLAlchemy's and the driver's errors into a
+    :class:`DatabaseUnavailable` that an instructor can act on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseUnavailable(
+            f"{url!r} is not a database URL; write it as sqlite:////path/to/gradebook.db or "
+            "postgresql://user:password@host/database") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        engine = create_engine(parsed)
+    except NoSuchModuleError:
+        raise DatabaseUnavailable(f"{shown}: {parsed.drivername!r} is not a database or driver SQLAlchemy knows") from None
+    except ImportError as exc:
+        package = _DRIVER_PACKAGES.get((exc.name or "").split(".")[0], exc.name)
+        raise DatabaseUnavailable(
+            f"{shown}: the database driver {exc.name!r} is not installed (pip install '{package}')") from None
+    try:
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseUnavailable(f"cannot open the gradebook database {shown}: {reason}") from None
+    finally:
+        engine.dispose()
 
 
 def default_url(course_dir: Path) -> str:

@@ -114,6 +114,39 @@ def test_grade_with_a_missing_course_is_a_clear_error(tmp_path):
     assert code == 2 and "nope" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("verb", ["grade", "feedback", "export"])
+@pytest.mark.parametrize("url, says", [
+    ("gradebook.db", "'gradebook.db' is not a database URL; write it as sqlite:////"),
+    ("sqlite:////no/such/folder/gradebook.db", "cannot open the gradebook database sqlite:////no/such/folder/gradebook.db: "),
+    ("postgresql://ta:s3cret@127.0.0.1:1/course", "cannot open the gradebook database postgresql://ta:***@127.0.0.1:1/course: "),
+    ("oracle+nosuchdriver://x/y", "oracle+nosuchdriver://x/y: 'oracle+nosuchdriver' is not a database or driver SQLAlchemy knows"),
+])
+def test_a_gradebook_url_that_cannot_be_opened_is_a_clear_error(graded, verb, url, says):
+    before = (graded["course"] / "gradebook.db").read_bytes()
+    args = [graded["subs"], "--quiet"] if verb == "grade" else []
+    code, out, err = run_cli(verb, *args, "--course", graded["course"], "--db", url)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {says}") and "Traceback" not in err
+    assert "s3cret" not in err
+    assert (graded["course"] / "gradebook.db").read_bytes() == before
+
+
+def test_grade_feedback_and_export_work_on_a_postgresql_gradebook(graded, postgres_server, tmp_path):
+    url, course_dir = postgres_server(), tmp_path / "course"
+    shutil.copytree(graded["course"], course_dir, ignore=shutil.ignore_patterns("gradebook.db"))
+    code, out, err = run_cli("grade", graded["subs"], "--course", course_dir, "--db", url, "--quiet")
+    assert code == 0 and out.startswith("graded 2,"), err  # a new database: nothing is unchanged
+    assert run_cli("feedback", "--course", course_dir, "--db", url)[0] == 0
+    assert (course_dir / "feedback" / "ann" / CHAPTER / f"{CHAPTER}.html").is_file()
+    code, _, err = run_cli("export", "--course", course_dir, "--db", url)
+    assert code == 0, err
+    assert not (course_dir / "gradebook.db").exists()
+    with open(course_dir / "grades.csv", newline="") as fh:
+        rows = {row["student"]: row for row in csv.DictReader(fh)}
+    assert sorted(rows) == ["ann", "bob"]
+    assert float(rows["ann"]["autograded"]) == 80 and float(rows["bob"]["autograded"]) == 0
+
+
 def test_check_the_reference_exits_0(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
     nbformat.write(reference(), str(path))

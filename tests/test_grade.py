@@ -373,6 +373,42 @@ def test_another_database_gets_everything(interrupted):
     assert (interrupted["course"] / "autograded" / "ann" / CHAPTER / f"{CHAPTER}.ipynb").is_file()
 
 
+# --- a PostgreSQL gradebook ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def in_postgres(tmp_path_factory, postgres_server):
+    """Three students graded into a PostgreSQL gradebook, then the same folder again."""
+    root = tmp_path_factory.mktemp("postgres")
+    course_dir = copy_course(root)
+    subs = make_class(root, {"ann": "reference", "bob": "bug", "cat": "untouched"})
+    url = postgres_server()
+    options = Options(course_dir, db_url=url, jobs=2)
+    first = grade.grade(subs, options)
+    again = grade.grade(subs, options)
+    return {"course": course_dir, "url": url, "first": first, "again": again,
+            "records": all_records(url), "scores": course.scores(course_dir, CHAPTER, url)}
+
+
+def test_a_postgresql_gradebook_gets_the_scores_nbgrader_reads(in_postgres):
+    assert sorted(r.student for r in in_postgres["first"].graded) == ["ann", "bob", "cat"]
+    recs, scores = in_postgres["records"], in_postgres["scores"]
+    assert recs["ann"].auto_score == 80 and lost(recs["bob"]) == BUG["fails"] and recs["cat"].auto_score == 0
+    for student, rec in recs.items():
+        assert {c.cell: c.awarded for c in rec.cells} == {
+            gid: s.auto_score for gid, s in scores[student].items() if s.autograded}
+    with nbgrader_book(in_postgres["url"]) as gb:
+        assert gb.find_submission_notebook(CHAPTER, CHAPTER, "ann").code_score == 80
+    assert not (in_postgres["course"] / "gradebook.db").exists()
+
+
+def test_a_postgresql_gradebook_remembers_what_was_graded(in_postgres):
+    again = in_postgres["again"]
+    assert again.graded == [] and sorted(f.student for f in again.unchanged) == ["ann", "bob", "cat"]
+    with RecordStore(in_postgres["url"]) as store:
+        assert len(list(store.records())) == 3
+
+
 # --- the parts that need no sandbox ------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
 """Grading records in their own table of the gradebook database."""
+import importlib.util
 import shutil
 import sqlite3
 from pathlib import Path
@@ -7,7 +8,7 @@ import pytest
 
 from autograder.course import _tools_on_path
 from autograder.records import GRADED, TIMED_OUT, CellScore, CheckVerdict, SubmissionRecord
-from autograder.store import RecordStore, default_url
+from autograder.store import DatabaseUnavailable, RecordStore, default_url, require_database
 
 
 def record(student: str, chapter: str, status: str = GRADED, awarded: float = 10.0) -> SubmissionRecord:
@@ -121,3 +122,17 @@ def test_shares_a_sqlite_file_made_by_nbgrader_first(tmp_path):
     with RecordStore(url) as store:
         assert store.get("ann", "batchnorm") == record("ann", "batchnorm")
     assert {"autograder_submission", "student", "submitted_notebook", "alembic_version"} <= tables(url)
+
+
+def test_a_missing_database_driver_names_the_package_to_install():
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("mysqlclient is installed here")
+    with pytest.raises(DatabaseUnavailable, match=r"^mysql://ta:\*\*\*@db/course: the database driver 'MySQLdb' "
+                                                  r"is not installed \(pip install 'mysqlclient'\)$"):
+        require_database("mysql://ta:pw@db/course")
+
+
+def test_a_reachable_database_passes_and_is_left_as_it_was(url):
+    before = Path(url.removeprefix("sqlite:///")).read_bytes()
+    require_database(url)
+    assert Path(url.removeprefix("sqlite:///")).read_bytes() == before

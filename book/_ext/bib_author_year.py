@@ -22,6 +22,18 @@ def _surname(person) -> str:
 
 class AuthorYearLabelStyle(BaseLabelStyle):
     def format_labels(self, sorted_entries):
+        """Labels in entry order; equal labels get a, b, ... after the year."""
+        labels = list(self._plain_labels(sorted_entries))
+        repeated = {label for label in labels if labels.count(label) > 1}
+        seen: dict[str, int] = {}
+        for label in labels:
+            if label in repeated:
+                seen[label] = seen.get(label, 0) + 1
+                label = label + "abcdefghijklmnopqrstuvwxyz"[seen[label] - 1]
+            yield label
+
+    @staticmethod
+    def _plain_labels(sorted_entries):
         for entry in sorted_entries:
             people = entry.persons.get("author") or entry.persons.get("editor") or []
             names = [_surname(p) for p in people]

@@ -31,6 +31,20 @@ BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 SCHEMA_VERSION = 3
 TOTAL_POINTS = 100
 HELPER_PACKAGE = "coursechecks"  # name of the released copy of autograder/checks
+BOOK_CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"
+
+
+def chapter_url(name: str, config: Path = BOOK_CONFIG) -> str:
+    """The published web page of chapter ``name``: the book's ``html.baseurl`` (the one place
+    that names where the book is published) joined with the page path jupyter-book writes
+    for ``book/<name>.md``."""
+    import yaml
+
+    html = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("html") or {}
+    base = html.get("baseurl")
+    if not isinstance(base, str) or not base.startswith("https://"):
+        raise ValueError(f"{config} must set html.baseurl to the book's https:// address, got {base!r}")
+    return f"{base.rstrip('/')}/book/{name}.html"
 
 
 @dataclass(frozen=True)
@@ -158,8 +172,8 @@ def _intro(spec: Chapter, n_parts: int) -> str:
     manual = sum(e.points for e in spec.experiments)
     return f"""# {spec.title}
 
-The exercise for the chapter *{spec.title}* of the course book (`book/{spec.name}.md`;
-[open it](../../../book/{spec.name}.md) in a clone of the repository).
+The exercise for the chapter *{spec.title}* of the course book:
+[read the chapter online]({chapter_url(spec.name)}).
 
 {spec.intro.strip()}
 

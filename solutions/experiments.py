@@ -29,6 +29,36 @@ class Digits:
         X = self.X_train if split == "train" else self.X_test
         return X.reshape(-1, 1, 8, 8)
 
+    def subset(self, n_train: int) -> "Digits":
+        """The first ``n_train`` training images (a random sample: the split is shuffled),
+        with the full test set, for experiments that need a small training set.
+
+        The standardisation is the one fitted on the whole training split; it uses no test
+        data either way.
+        """
+        if not isinstance(n_train, int) or not 1 <= n_train <= len(self.X_train):
+            raise ValueError(
+                f"n_train must be an integer from 1 to {len(self.X_train)}, got {n_train!r}"
+            )
+        return Digits(self.X_train[:n_train], self.y_train[:n_train], self.X_test, self.y_test)
+
+    def with_label_noise(self, fraction: float, seed: int = 0) -> "Digits":
+        """A copy whose training labels are wrong for ``round(fraction * n_train)`` images.
+
+        The images are chosen at random and each gets a uniformly random *other* class, so
+        exactly that fraction of the training labels is wrong. The test labels are untouched:
+        the noise models careless annotation of the training set only.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+        gen = torch.Generator().manual_seed(seed)
+        n = len(self.y_train)
+        flip = torch.randperm(n, generator=gen)[: int(round(fraction * n))]
+        y = self.y_train.clone()
+        # Adding 1..9 modulo 10 gives each flipped image a different class, uniformly.
+        y[flip] = (y[flip] + torch.randint(1, 10, (len(flip),), generator=gen)) % 10
+        return Digits(self.X_train, y, self.X_test, self.y_test)
+
 
 def load_digits_split(test_fraction: float = 0.3, seed: int = 0) -> Digits:
     """Stratified-by-shuffle split of scikit-learn's digits, standardised with train statistics.
@@ -88,10 +118,18 @@ def minibatches(
 
 @dataclass
 class History:
-    """Per-epoch training loss and test accuracy (eval mode) of one run."""
+    """Per-epoch measurements of one run.
+
+    ``train_loss`` is the mean mini-batch loss the optimiser saw (dropout on, if any);
+    the others are measured after each epoch in eval mode. ``train_accuracy`` and
+    ``train_eval_loss`` are filled only when ``train(..., eval_train=True)``.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     test_accuracy: list[float] = field(default_factory=list)
+    test_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    train_eval_loss: list[float] = field(default_factory=list)
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, train_mode: bool = False) -> float:
@@ -105,6 +143,19 @@ def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, train_mode: 
         model.train(was_training)
 
 
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Eval-mode (cross-entropy loss, accuracy) from one forward pass; the mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(X)
+            loss = nn.functional.cross_entropy(logits, y).item()
+            return loss, float((logits.argmax(1) == y).float().mean())
+    finally:
+        model.train(was_training)
+
+
 def train(
     model: nn.Module,
     data: Digits,
@@ -113,23 +164,30 @@ def train(
     batch_size: int = 64,
     lr: float = 0.1,
     optimizer: str = "sgd",
+    weight_decay: float = 0.0,
     order: str = "shuffle",
     seed: int = 0,
     images: bool = False,
     on_step: Callable[[nn.Module, int], None] | None = None,
+    eval_train: bool = False,
 ) -> History:
     """Train ``model`` with cross-entropy and record loss and test accuracy per epoch.
 
-    ``optimizer`` is ``"sgd"`` (momentum 0.9) or ``"adam"``. ``images=True`` feeds (N, 1, 8, 8)
-    tensors. ``on_step(model, step)`` is called after every optimiser step (after ``backward``,
-    so gradients are still available), for measurements.
+    ``optimizer`` is ``"sgd"`` (momentum 0.9) or ``"adam"``; ``weight_decay`` is the
+    optimiser's L2 coefficient (it adds ``weight_decay * w`` to every parameter's gradient,
+    biases included). ``images=True`` feeds (N, 1, 8, 8) tensors. ``on_step(model, step)`` is
+    called after every optimiser step (after ``backward``, so gradients are still
+    available), for measurements. ``eval_train=True`` also records the eval-mode loss and
+    accuracy on the training set after every epoch.
     """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
     elif optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     X_train = data.images("train") if images else data.X_train
@@ -151,5 +209,11 @@ def train(
             total += loss.item() * len(xb)
             count += len(xb)
         history.train_loss.append(total / max(count, 1))
-        history.test_accuracy.append(accuracy(model, X_test, data.y_test))
+        test_loss, test_acc = evaluate(model, X_test, data.y_test)
+        history.test_loss.append(test_loss)
+        history.test_accuracy.append(test_acc)
+        if eval_train:
+            train_loss, train_acc = evaluate(model, X_train, data.y_train)
+            history.train_eval_loss.append(train_loss)
+            history.train_accuracy.append(train_acc)
     return history

@@ -140,12 +140,26 @@ def test_every_name_the_answers_use_is_defined_in_the_notebook(built):
         assert not missing, f"{fn.__name__} uses {missing}, which the notebook does not define"
 
 
-def test_intro_links_to_an_existing_book_chapter(built):
+def test_intro_links_to_the_chapter_page_on_the_published_book(built):
     spec, nb = built
-    assert f"(../../../book/{spec.name}.md)" in nb.cells[0].source
+    import yaml
+
+    base = yaml.safe_load((REPO / "_config.yml").read_text())["html"]["baseurl"]
+    url = f"{base.rstrip('/')}/book/{spec.name}.html"
+    assert f"]({url})" in nb.cells[0].source
+    assert "../book/" not in nb.cells[0].source and ".md)" not in nb.cells[0].source
+    # The page exists in the book: jupyter-book writes book/<name>.md to book/<name>.html.
     assert (REPO / "book" / f"{spec.name}.md").exists()
-    # The link is relative to exercises/<source|release>/<chapter>/.
-    assert (REPO / "exercises" / "source" / spec.name / "../../../book" / f"{spec.name}.md").resolve().exists()
+    assert any(f"file: book/{spec.name}" in line for line in (REPO / "_toc.yml").read_text().splitlines())
+
+
+def test_chapter_url_needs_the_published_address(tmp_path):
+    config = tmp_path / "_config.yml"
+    config.write_text("html:\n  baseurl: https://example.org/course/\n")
+    assert notebooks.chapter_url("dropout", config) == "https://example.org/course/book/dropout.html"
+    config.write_text("html:\n  use_repository_button: true\n")
+    with pytest.raises(ValueError, match="html.baseurl"):
+        notebooks.chapter_url("dropout", config)
 
 
 def test_spec_mistakes_are_refused(built):

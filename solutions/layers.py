@@ -27,7 +27,7 @@ from solutions._validate import drop_probability, float_array, generator, positi
 from solutions.batchnorm import batchnorm_backward, batchnorm_forward
 from solutions.bn_inference import batchnorm_eval, batchnorm_train_step
 from solutions.dropout import dropout_backward, dropout_forward
-from solutions.layernorm import layernorm_backward, layernorm_forward
+from solutions.layernorm import _count, layernorm_backward, layernorm_forward
 from solutions.pooling import (
     _pair,
     avgpool2d_backward,
@@ -217,12 +217,6 @@ def softmax_cross_entropy(logits, y):
 
 
 # --- the uniform interface --------------------------------------------------------------------
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def _uniform(rng: np.random.Generator, fan_in: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -5,7 +5,9 @@ parameters and state are named ``"<index>.<name>"`` exactly as in the ``state_di
 same ``nn.Sequential`` (so weights can be copied across in one line), and ``loss`` returns
 the mean softmax cross-entropy with the gradient of every parameter. ``SGD`` and ``Adam``
 follow ``torch.optim.SGD`` and ``torch.optim.Adam`` update for update; ``fit`` runs
-mini-batch training with a seeded shuffle. Everything is float64 numpy. See book/network.md.
+mini-batch training with a seeded shuffle. All of it rests on five plain functions
+(``network_forward``, ``network_backward``, ``sgd_momentum_step``, ``adam_step``,
+``train_step``), which the network exercise asks students to write. Everything is float64 numpy. See book/network.md.
 """
 from __future__ import annotations
 
@@ -14,13 +16,128 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from solutions._validate import float_array, generator, positive
-from solutions.layers import Dropout, Layer, softmax_cross_entropy
+from solutions._validate import float_array, generator, positive, same_shape
+from solutions.layers import Dropout, Layer, softmax_cross_entropy  # noqa: F401 (exercise part)
 
 __all__ = [
+    "network_forward", "network_backward", "sgd_momentum_step", "adam_step", "train_step",
     "Sequential", "SGD", "Adam", "History", "fit", "minibatch_indices", "accuracy",
     "gradient_errors", "check_gradients", "torch_twin", "TorchDropoutMasks", "lockstep_with_torch",
 ]
+
+
+# --- the functions everything else is built on (graded in the network exercise) ------------------
+
+
+def network_forward(layers, x, training):
+    """Run ``x`` through ``layers`` in order, in training or evaluation mode.
+
+    Args:
+        layers: a list of layers with the interface of :class:`solutions.layers.Layer`.
+        x: the input batch, a float array.
+        training: True for training mode (batch statistics, running statistics updated,
+            dropout on), False for evaluation mode (running statistics, dropout off).
+
+    Returns:
+        ``(out, caches)``: the last layer's output and the list of every layer's cache, in
+        layer order, for :func:`network_backward`.
+    """
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be True or False, got {training!r}")
+    out = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
+    caches = []
+    for layer in layers:
+        out, cache = layer.forward(out, bool(training))
+        caches.append(cache)
+    return out, caches
+
+
+def network_backward(layers, dout, caches):
+    """Backpropagate ``dout`` (the gradient of the loss with respect to the network's output)
+    through ``layers``, last layer first, using the caches of :func:`network_forward`.
+
+    Returns:
+        ``(dx, grads)``: the gradient with respect to the network's input, and a list with
+        one dict per layer (in layer order) holding the gradients of that layer's parameters,
+        keyed like ``layer.params`` (an empty dict for a layer without parameters).
+    """
+    if len(caches) != len(layers):
+        raise ValueError(f"got {len(caches)} caches for {len(layers)} layers")
+    grads = [None] * len(layers)
+    for i in reversed(range(len(layers))):
+        dout, grads[i] = layers[i].backward(dout, caches[i])
+    return dout, grads
+
+
+def sgd_momentum_step(param, grad, velocity, lr, momentum):
+    """One update of ``torch.optim.SGD(lr=lr, momentum=momentum)`` for one parameter array.
+
+    ``velocity`` is the momentum buffer, ``None`` before the first step (the buffer then
+    starts as the gradient itself, torch's rule). With ``momentum = 0`` this is plain SGD.
+
+    Returns:
+        ``(new_param, new_velocity)``: ``velocity = momentum * velocity + grad`` and
+        ``param - lr * velocity``, as new arrays (the inputs are not modified).
+    """
+    param = float_array(param, "param").astype(np.float64, copy=False)
+    grad = same_shape(grad, "grad", param.shape).astype(np.float64, copy=False)
+    velocity = grad.copy() if velocity is None else momentum * same_shape(velocity, "velocity", param.shape) + grad
+    return param - lr * velocity, velocity
+
+
+def adam_step(param, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """One update of ``torch.optim.Adam(lr, betas=(beta1, beta2), eps)`` for one parameter array.
+
+    Args:
+        m, v: the first and second moment estimates (zeros before the first step).
+        t: the number of this step, 1 for the first.
+
+    Returns:
+        ``(new_param, new_m, new_v)``: ``m = beta1 m + (1 - beta1) g``,
+        ``v = beta2 v + (1 - beta2) g^2``, and
+        ``param - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)``, torch's
+        placement of ``eps`` (outside the bias-corrected square root). New arrays.
+    """
+    param = float_array(param, "param").astype(np.float64, copy=False)
+    grad = same_shape(grad, "grad", param.shape).astype(np.float64, copy=False)
+    if isinstance(t, bool) or not isinstance(t, numbers.Integral) or t < 1:
+        raise ValueError(f"t is the step number, an int >= 1, got {t!r}")
+    m = beta1 * same_shape(m, "m", param.shape) + (1 - beta1) * grad
+    v = beta2 * same_shape(v, "v", param.shape) + (1 - beta2) * grad * grad
+    denom = np.sqrt(v) / np.sqrt(1 - beta2**t) + eps
+    return param - (lr / (1 - beta1**t)) * m / denom, m, v
+
+
+def train_step(layers, x, y, velocities, lr, momentum):
+    """One training step: forward in training mode, mean softmax cross-entropy, backward,
+    and an SGD-with-momentum update of every parameter of every layer, in place.
+
+    Args:
+        layers: the network's layers; their ``params`` arrays are updated in place.
+        x, y: a mini-batch and its integer labels.
+        velocities: the momentum buffers, one dict per layer keyed like ``layer.params``,
+            or ``None`` before the first step.
+        lr, momentum: as for ``torch.optim.SGD``.
+
+    Returns:
+        ``(loss, velocities)``: the loss of this batch before the update, and the buffers
+        for the next step (one dict per layer).
+    """
+    out, caches = network_forward(layers, x, True)
+    loss, dout = softmax_cross_entropy(out, y)
+    _, grads = network_backward(layers, dout, caches)
+    if velocities is None:
+        velocities = [{} for _ in layers]
+    new_velocities = []
+    for layer, layer_grads, layer_velocity in zip(layers, grads, velocities):
+        updated = {}
+        for name, grad in layer_grads.items():
+            new_param, updated[name] = sgd_momentum_step(
+                layer.params[name], grad, layer_velocity.get(name), lr, momentum
+            )
+            layer.params[name][...] = new_param  # in place: whoever holds the array sees it
+        new_velocities.append(updated)
+    return loss, new_velocities
 
 
 class Sequential:
@@ -88,12 +205,7 @@ class Sequential:
     # --- forward and backward ----------------------------------------------------------------
     def forward(self, x) -> np.ndarray:
         """Run every layer in the current mode; keep the caches for :meth:`backward`."""
-        out = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
-        caches = []
-        for layer in self.layers:
-            out, cache = layer.forward(out, self.training)
-            caches.append(cache)
-        self._caches = caches
+        out, self._caches = network_forward(self.layers, x, self.training)
         return out
 
     __call__ = forward
@@ -103,11 +215,8 @@ class Sequential:
         ``grads`` named like :meth:`parameters`."""
         if self._caches is None:
             raise RuntimeError("backward needs a forward pass first")
-        grads = {}
-        for i in reversed(range(len(self.layers))):
-            dout, layer_grads = self.layers[i].backward(dout, self._caches[i])
-            grads.update({f"{i}.{k}": g for k, g in layer_grads.items()})
-        return dout, grads
+        dx, per_layer = network_backward(self.layers, dout, self._caches)
+        return dx, {f"{i}.{k}": g for i, layer_grads in enumerate(per_layer) for k, g in layer_grads.items()}
 
     def loss(self, x, y) -> tuple[float, dict[str, np.ndarray]]:
         """Mean softmax cross-entropy of the logits ``forward(x)`` and the gradient of every
@@ -218,11 +327,8 @@ class SGD(_Optimizer):
 
     def step(self, grads: dict) -> None:
         for k, g in self._grads(grads).items():
-            if self.momentum:
-                buf = self.buffers.get(k)
-                buf = g.copy() if buf is None else self.momentum * buf + g
-                self.buffers[k] = g = buf
-            self.params[k] -= self.lr * g
+            new, self.buffers[k] = sgd_momentum_step(self.params[k], g, self.buffers.get(k), self.lr, self.momentum)
+            self.params[k][...] = new
 
 
 class Adam(_Optimizer):
@@ -243,12 +349,10 @@ class Adam(_Optimizer):
     def step(self, grads: dict) -> None:
         grads = self._grads(grads)
         self.t += 1
-        c1, c2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
         for k, g in grads.items():
-            self.m[k] = self.beta1 * self.m[k] + (1 - self.beta1) * g
-            self.v[k] = self.beta2 * self.v[k] + (1 - self.beta2) * g * g
-            denom = np.sqrt(self.v[k]) / np.sqrt(c2) + self.eps
-            self.params[k] -= (self.lr / c1) * self.m[k] / denom
+            new, self.m[k], self.v[k] = adam_step(self.params[k], g, self.m[k], self.v[k], self.t,
+                                                  self.lr, self.beta1, self.beta2, self.eps)
+            self.params[k][...] = new
 
 
 # --- training -------------------------------------------------------------------------------------

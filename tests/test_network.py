@@ -286,3 +286,52 @@ def test_accuracy_uses_the_current_mode():
     model = small_mlp(seed=0).eval()
     X = np.random.default_rng(0).standard_normal((6, 64))
     assert accuracy(model, X, model.predict(X)) == 1.0
+
+
+# --- the plain functions of the exercise -------------------------------------------------------------
+
+
+def test_train_step_equals_torch_with_fixed_masks():
+    from solutions.network import train_step
+
+    model = small_mlp(seed=3, d=12, h=10, k=4)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((6, 16, 12)), rng.integers(0, 4, (6, 16))
+    twin = torch_twin(model, 2)
+    opt_t = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.8)
+    velocities = None
+    for step in range(6):
+        masks = [rng.random((16, 10)) > 0.3 for _ in model.dropout_layers()]
+        for layer, mask in zip(model.dropout_layers(), masks):
+            layer.fixed_mask = mask
+        for mod, mask in zip([m for m in twin if isinstance(m, nn.Dropout)], masks):
+            mod.register_forward_hook(lambda mod, inp, out, mask=mask: inp[0] * torch.as_tensor(mask) / 0.7)
+        opt_t.zero_grad()
+        loss_t = F.cross_entropy(twin(torch.as_tensor(X[step])), torch.as_tensor(y[step]))
+        loss_t.backward()
+        opt_t.step()
+        for mod in twin:
+            mod._forward_hooks.clear()
+        loss, velocities = train_step(model.layers, X[step], y[step], velocities, 0.1, 0.8)
+        assert abs(loss - loss_t.item()) <= EQ_TOL * loss
+    state_t = twin.state_dict()
+    for k, v in model.state_dict().items():
+        assert rel_error(v, state_t[k].numpy()) <= EQ_TOL, k
+    assert [sorted(v) for v in velocities] == [sorted(layer.params) for layer in model.layers]
+
+
+def test_step_functions_do_not_modify_their_inputs():
+    from solutions.network import adam_step, sgd_momentum_step
+
+    p, g, vel = np.ones(3), np.full(3, 2.0), np.full(3, 0.5)
+    new, new_vel = sgd_momentum_step(p, g, vel, 0.1, 0.9)
+    assert np.allclose(new_vel, 0.9 * 0.5 + 2) and np.allclose(new, 1 - 0.1 * new_vel)
+    assert np.array_equal(p, np.ones(3)) and np.array_equal(vel, np.full(3, 0.5))
+    new, m, v = adam_step(p, g, np.zeros(3), np.zeros(3), 1, lr=0.1)
+    assert np.allclose(new, 1 - 0.1 * 2 / (2 + 1e-8))  # first Adam step moves by about lr
+    with pytest.raises(ValueError, match="step number"):
+        adam_step(p, g, m, v, 0)
+    with pytest.raises(TypeError, match="training"):
+        from solutions.network import network_forward
+
+        network_forward([], np.zeros((2, 2)), "yes")

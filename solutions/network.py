@@ -17,7 +17,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solutions._validate import float_array, generator, positive, same_shape
-from solutions.layers import Dropout, Layer, softmax_cross_entropy  # noqa: F401 (exercise part)
+# The layer classes are imported by name: the exercise's checks build networks from the
+# classes found beside the function under test (here, or in the student's notebook).
+from solutions.layers import (  # noqa: F401
+    Affine,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Layer,
+    LayerNorm,
+    MaxPool2d,
+    ReLU,
+    softmax_cross_entropy,
+)
 
 __all__ = [
     "network_forward", "network_backward", "sgd_momentum_step", "adam_step", "train_step",
@@ -42,8 +56,8 @@ def network_forward(layers, x, training):
         ``(out, caches)``: the last layer's output and the list of every layer's cache, in
         layer order, for :func:`network_backward`.
     """
-    if not isinstance(training, (bool, np.bool_)):
-        raise TypeError(f"training must be True or False, got {training!r}")
+    if type(training) not in (bool, np.bool_):
+        raise TypeError(f"training must be a bool (True: training mode), got {training!r}")
     out = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     caches = []
     for layer in layers:
@@ -424,31 +438,29 @@ def torch_twin(model: Sequential, input_ndim: int):
     import torch
     from torch import nn
 
-    from solutions import layers as L
-
     if input_ndim not in (2, 4):
         raise ValueError(f"input_ndim must be 2 or 4, got {input_ndim!r}")
     modules, ndim = [], input_ndim
     for layer in model.layers:
-        if isinstance(layer, L.Affine):
+        if isinstance(layer, Affine):
             mod = nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params)
-        elif isinstance(layer, L.Conv2d):
+        elif isinstance(layer, Conv2d):
             mod = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                             layer.stride, layer.padding, bias="bias" in layer.params)
-        elif isinstance(layer, L.BatchNorm):
+        elif isinstance(layer, BatchNorm):
             bn = nn.BatchNorm1d if ndim == 2 else nn.BatchNorm2d
             mod = bn(layer.num_features, eps=layer.eps, momentum=layer.momentum)
-        elif isinstance(layer, L.LayerNorm):
+        elif isinstance(layer, LayerNorm):
             mod = nn.LayerNorm(layer.normalized_shape, eps=layer.eps)
-        elif isinstance(layer, L.Dropout):
+        elif isinstance(layer, Dropout):
             mod = nn.Dropout(layer.p)
-        elif isinstance(layer, L.MaxPool2d):
+        elif isinstance(layer, MaxPool2d):
             mod = nn.MaxPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, L.AvgPool2d):
+        elif isinstance(layer, AvgPool2d):
             mod = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding)
-        elif isinstance(layer, L.ReLU):
+        elif isinstance(layer, ReLU):
             mod = nn.ReLU()
-        elif isinstance(layer, L.Flatten):
+        elif isinstance(layer, Flatten):
             mod, ndim = nn.Flatten(), 2
         else:
             raise TypeError(f"no torch module matches {layer!r}")

@@ -331,7 +331,7 @@ def test_step_functions_do_not_modify_their_inputs():
     assert np.allclose(new, 1 - 0.1 * 2 / (2 + 1e-8))  # first Adam step moves by about lr
     with pytest.raises(ValueError, match="step number"):
         adam_step(p, g, m, v, 0)
-    with pytest.raises(TypeError, match="training"):
+    with pytest.raises(TypeError, match="training must be a bool"):
         from solutions.network import network_forward
 
         network_forward([], np.zeros((2, 2)), "yes")

@@ -335,3 +335,28 @@ def test_step_functions_do_not_modify_their_inputs():
         from solutions.network import network_forward
 
         network_forward([], np.zeros((2, 2)), "yes")
+
+
+def test_torch_twin_and_lockstep_refuse_what_they_cannot_do():
+    with pytest.raises(ValueError, match="input_ndim"):
+        torch_twin(small_mlp(), 3)
+
+    class Odd(L.Layer):
+        def forward(self, x, training):
+            return x, None
+
+    with pytest.raises(TypeError, match="no torch module"):
+        torch_twin(Sequential(Odd()), 2)
+    with pytest.raises(ValueError, match="optimizer"):
+        lockstep_with_torch(small_mlp(), np.zeros((4, 64)), np.zeros(4, dtype=int), steps=1, batch_size=2,
+                            optimizer="rmsprop")
+
+
+def test_twin_starts_in_the_same_mode_and_state():
+    model = small_cnn(seed=0)
+    model.train().forward(np.random.default_rng(0).standard_normal((4, 1, 8, 8)))  # running stats move
+    twin = torch_twin(model.eval(), 4)
+    assert not twin.training
+    for k, v in model.state_dict().items():
+        assert rel_error(v, twin.state_dict()[k].numpy()) == 0.0, k
+    assert "Conv2d(1, 3" in repr(model) and "Dropout(p=0.2)" in repr(model)

@@ -158,3 +158,28 @@ def test_provided_cell_holds_the_reference_layers(reference_namespace):
             a, _ = ref.network_forward(ours, x, training)
             b, _ = ref.network_forward(theirs, x, training)
             assert np.array_equal(a, b)
+
+
+def test_redefining_the_provided_layers_earns_nothing():
+    # The checks build networks from the classes beside the student's function, but every
+    # expected value comes from torch or the reference: a batch norm replaced by the identity
+    # (whose running statistics never move) fails every check of a network that has one.
+    ns = notebook_namespace()
+    exec("""
+class BatchNorm(Layer):
+    def __init__(self, num_features, momentum=0.1, eps=1e-5):
+        super().__init__()
+        self.params = {"weight": np.ones(num_features), "bias": np.zeros(num_features)}
+        self.state = {"running_mean": np.zeros(num_features), "running_var": np.ones(num_features),
+                      "num_batches_tracked": 0}
+
+    def forward(self, x, training):
+        return x, None
+
+    def backward(self, dout, cache):
+        return dout, {"weight": np.zeros_like(self.params["weight"]), "bias": np.zeros_like(self.params["bias"])}
+""", ns)  # noqa: S102
+    for c in CHECKS.values():
+        if c.function in ("network_forward", "network_backward", "train_step"):
+            result = run_check(c, ns[c.function], grading_seed(c))
+            assert not result.passed and result.points_awarded == 0, c.grade_id

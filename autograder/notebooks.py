@@ -90,6 +90,8 @@ class Chapter:
     parts: tuple[Part, ...]
     experiments: tuple[Experiment, ...]
     hidden_seeds: dict[str, int] = field(default_factory=dict)
+    # First line of the locked cell of provided helpers (a chapter may provide whole layers).
+    provided_note: str = "Provided helpers: input checks and shape bookkeeping (read-only)."
 
 
 def chapters() -> list[str]:
@@ -209,8 +211,7 @@ def build_notebook(spec: Chapter) -> nbformat.NotebookNode:
     ])
     cells.append(_nbgrader(v4.new_code_cell(setup), f"{spec.name}_setup", grade=False, solution=False, locked=True))
     if spec.provided:
-        helpers = [f'"""Provided helpers: input checks and shape bookkeeping (read-only)."""',
-                   spec.provided_imports.strip(), ""]
+        helpers = [f'"""{spec.provided_note}"""', spec.provided_imports.strip(), ""]
         for mod, name in spec.provided:
             helpers += ["", textwrap.dedent(inspect.getsource(getattr(importlib.import_module(mod), name))).rstrip(), ""]
         cells.append(_nbgrader(v4.new_code_cell("\n".join(helpers).rstrip()), f"{spec.name}_provided",

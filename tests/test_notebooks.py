@@ -132,6 +132,12 @@ def test_every_name_the_answers_use_is_defined_in_the_notebook(built):
     defined |= set(re.findall(r"^import (\w+)", spec.provided_imports, re.M)) | {"np"}
     functions = [getattr(module, f) for p in spec.parts for f in p.functions]
     functions += [getattr(importlib.import_module(m), n) for m, n in spec.provided]
+    # A provided class (a layer) needs its bases and whatever its methods use.
+    for cls in [f for f in functions if inspect.isclass(f)]:
+        missing = {b.__name__ for b in cls.__bases__ if b is not object} - defined
+        assert not missing, f"{cls.__name__} derives from {missing}, which the notebook does not define"
+    functions = [m for f in functions for m in ([f] if not inspect.isclass(f) else
+                                                 [v for v in vars(f).values() if inspect.isfunction(v)])]
     for fn in functions:
         # getclosurevars also reports attribute names that match a module global, e.g. the
         # `__name__` of `type(x).__name__`: dunder names are always defined.

@@ -4,7 +4,8 @@ Where batch norm computes statistics per feature over the batch, layer norm comp
 per sample over the features, so training and inference do the same computation and no
 running statistics are needed (Ba, Kiros & Hinton 2016). Group norm (Wu & He 2018) sits in
 between: per sample, over groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the
-re-centering and divides by the root mean square only.
+re-centering and divides by the root mean square only. The forward passes of group norm
+and RMSNorm return a cache for their backward passes when asked (``return_cache=True``).
 
 Conventions follow PyTorch: ``F.layer_norm`` normalises over the trailing
 ``normalized_shape`` axes with the biased variance and eps = 1e-5; ``nn.RMSNorm`` takes
@@ -25,6 +26,17 @@ def _count(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _unpack(cache, size: int, forward: str) -> tuple:
+    """Return a backward pass's cache after checking it is the forward pass's tuple."""
+    if not isinstance(cache, tuple) or len(cache) != size:
+        raise TypeError(
+            f"cache must be the {size}-tuple returned by {forward}(..., return_cache=True), "
+            f"got {type(cache).__name__}"
+            + (f" of length {len(cache)}" if isinstance(cache, tuple) else "")
+        )
+    return cache
 
 
 def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
@@ -106,7 +118,7 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
+def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *, return_cache=False):
     """Group normalization, exactly ``F.group_norm(x, num_groups, gamma, beta, eps)``.
 
     Parameters
@@ -119,10 +131,17 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     num_groups : int dividing C.
     gamma, beta : float arrays of shape (C,), per-channel scale and shift.
     eps : float > 0.
+    return_cache : bool, keyword only (default False)
+        If True, return ``(out, cache)`` for the backward pass, :func:`groupnorm_backward`
+        (see the book); by default only ``out``, the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
+    cache : only if ``return_cache``, the tuple ``(xhat, inv_std, gamma, num_groups)``:
+        ``xhat`` the normalised input (the shape of ``x``), ``inv_std = 1 / sqrt(var + eps)``
+        of shape ``(N, num_groups, 1)`` (one value per sample and group), ``gamma`` as
+        float64 and ``num_groups``.
 
     See book/layernorm.md.
     """
@@ -144,12 +163,46 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     xg = x.reshape(n, num_groups, group_size)
     xc = xg - xg.mean(axis=2, keepdims=True)
     var = np.mean(xc * xc, axis=2, keepdims=True)
-    xhat = (xc / np.sqrt(var + eps)).reshape(x.shape)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (xc * inv_std).reshape(x.shape)
     param_shape = (1, c) + (1,) * (x.ndim - 2)
-    return gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
+    out = gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
+    if return_cache:
+        return out, (xhat, inv_std, gamma, num_groups)
+    return out
 
 
-def rmsnorm_forward(x, weight, eps=1e-6):
+def groupnorm_backward(dout, cache):
+    """Backward pass of :func:`groupnorm_forward`.
+
+    Parameters
+    ----------
+    dout : float array of the shape of the forward output.
+    cache : the tuple ``(xhat, inv_std, gamma, num_groups)`` returned by
+        ``groupnorm_forward(..., return_cache=True)``.
+
+    Returns
+    -------
+    dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to ``x`` (shape of
+        ``x``), ``gamma`` and ``beta`` (shape ``(C,)``). Within each (sample, group) it is
+        layer norm's backward pass; ``gamma`` and ``beta`` are per channel, so their
+        gradients sum over the samples and the spatial positions.
+
+    See book/layernorm.md.
+    """
+    xhat, inv_std, gamma, num_groups = _unpack(cache, 4, "groupnorm_forward")
+    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    n, c = xhat.shape[:2]
+    per_channel = (0,) + tuple(range(2, xhat.ndim))  # every axis but the channel axis
+    dbeta = dout.sum(axis=per_channel)
+    dgamma = (dout * xhat).sum(axis=per_channel)
+    g = (dout * gamma.reshape((1, c) + (1,) * (xhat.ndim - 2))).reshape(n, num_groups, -1)
+    xg = xhat.reshape(n, num_groups, -1)
+    dx = inv_std * (g - g.mean(axis=2, keepdims=True) - xg * np.mean(g * xg, axis=2, keepdims=True))
+    return dx.reshape(xhat.shape), dgamma, dbeta
+
+
+def rmsnorm_forward(x, weight, eps=1e-6, *, return_cache=False):
     """RMS normalization over the last axis, exactly ``nn.RMSNorm(x.shape[-1:], eps=eps)``.
 
     ``out = weight * x / sqrt(mean(x ** 2) + eps)``, the mean taken over the last axis of each
@@ -161,10 +214,16 @@ def rmsnorm_forward(x, weight, eps=1e-6):
     x : float array of shape (..., D).
     weight : float array of shape (D,).
     eps : float > 0 (PyTorch's default, eps=None, uses the dtype's machine epsilon instead).
+    return_cache : bool, keyword only (default False)
+        If True, return ``(out, cache)`` for the backward pass, :func:`rmsnorm_backward`
+        (see the book); by default only ``out``, the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
+    cache : only if ``return_cache``, the tuple ``(xhat, inv_rms, weight)``: ``xhat = x /
+        sqrt(mean(x ** 2) + eps)`` (the shape of ``x``), ``inv_rms = 1 / sqrt(mean(x ** 2) +
+        eps)`` with the last axis kept as size 1, and ``weight`` as float64.
 
     See book/layernorm.md.
     """
@@ -173,4 +232,35 @@ def rmsnorm_forward(x, weight, eps=1e-6):
         raise ValueError(f"the last axis of x must not be empty, got shape {x.shape}")
     weight = vector(weight, "weight", x.shape[-1]).astype(np.float64, copy=False)
     eps = positive(eps, "eps")
-    return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
+    inv_rms = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    xhat = x * inv_rms
+    out = weight * xhat
+    if return_cache:
+        return out, (xhat, inv_rms, weight)
+    return out
+
+
+def rmsnorm_backward(dout, cache):
+    """Backward pass of :func:`rmsnorm_forward`.
+
+    Parameters
+    ----------
+    dout : float array of the shape of the forward output.
+    cache : the tuple ``(xhat, inv_rms, weight)`` returned by
+        ``rmsnorm_forward(..., return_cache=True)``.
+
+    Returns
+    -------
+    dx, dweight : the gradients of ``sum(out * dout)`` with respect to ``x`` (shape of ``x``)
+        and ``weight`` (shape ``(D,)``). With ``g = weight * dout``,
+        ``dx = inv_rms * (g - xhat * mean(g * xhat))`` over the last axis: layer norm's
+        backward pass without the ``- mean(g)`` term, since nothing was subtracted.
+
+    See book/layernorm.md.
+    """
+    xhat, inv_rms, weight = _unpack(cache, 3, "rmsnorm_forward")
+    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dweight = (dout * xhat).reshape(-1, xhat.shape[-1]).sum(axis=0)
+    g = dout * weight
+    dx = inv_rms * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    return dx, dweight

@@ -519,9 +519,10 @@ def test_rmsnorm_cache_layout_and_bad_inputs():
 
 # --------------------------------------------------------------------------- invariances
 
-# Ba et al. Table 1 with RMSNorm (REFERENCE_FACTS.md). Summed inputs a = x W^T for a batch x
-# of shape (N, D_in) and a weight matrix W of shape (H, D_in); each normaliser is applied to a
-# without affine parameters and with a negligible eps so invariances hold to rounding.
+# Ba et al. (2016) Table 1 with the RMSNorm row of Zhang & Sennrich (2019). Summed inputs
+# a = x W^T for a batch x of shape (N, D_in) and a weight matrix W of shape (H, D_in); each
+# normaliser is applied to a without affine parameters and with a negligible eps so
+# invariances hold to rounding.
 EPS = 1e-14
 INVARIANT = {
     "LayerNorm": dict(weight_matrix_rescale=True, weight_matrix_recenter=True,

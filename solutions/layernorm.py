@@ -1,18 +1,20 @@
-"""Layer normalization and its relatives: group norm, instance norm, RMS norm.
+"""Layer normalization and its relatives: group, instance and RMS norm.
 
 Where batch norm computes statistics per feature over the batch, layer norm
-computes them per sample over the features, so training and inference do the
-same computation and no running statistics are needed (Ba, Kiros & Hinton
-2016). Group norm (Wu & He 2018) sits in between: per sample, over groups of
-channels. RMSNorm (Zhang & Sennrich 2019) drops the re-centering and divides by
-the root mean square only. The forward passes of group norm and RMSNorm return
-a cache for their backward passes when asked (``return_cache=True``).
+computes them per sample over the features, so training and inference do
+the same computation and no running statistics are needed (Ba, Kiros &
+Hinton 2016). Group norm (Wu & He 2018) sits in between: per sample, over
+groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the re-centering
+and divides by the root mean square only. The forward passes of group norm
+and RMSNorm return a cache for their backward passes when asked
+(``return_cache=True``).
 
 Conventions follow PyTorch: ``F.layer_norm`` normalises over the trailing
 ``normalized_shape`` axes with the biased variance and eps = 1e-5;
-``nn.RMSNorm`` takes ``eps`` inside the square root. Any floating-point input
-is computed and returned in float64. Lines stay within 79 columns because the
-book prints these functions. See book/layernorm.md.
+``nn.RMSNorm`` takes ``eps`` inside the square root. Any floating-point
+input is computed and returned in float64. Lines stay within 77 columns,
+the width of a code block in the book, which prints these functions. See
+book/layernorm.md.
 """
 from __future__ import annotations
 
@@ -121,7 +123,8 @@ def layernorm_backward(dout, cache):
     See book/layernorm.md.
     """
     xhat, inv_std, gamma, axes = cache
-    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
     leading = tuple(range(xhat.ndim - len(axes)))
     dbeta = dout.sum(axis=leading)
     dgamma = (dout * xhat).sum(axis=leading)
@@ -184,7 +187,7 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *,
     beta = vector(beta, "beta", c).astype(np.float64, copy=False)
     eps = positive(eps, "eps")
 
-    # Channels of a group are consecutive: a reshape puts each group on a row.
+    # A group's channels are consecutive: a reshape puts each on a row.
     xg = x.reshape(n, num_groups, group_size)
     xc = xg - xg.mean(axis=2, keepdims=True)
     var = np.mean(xc * xc, axis=2, keepdims=True)
@@ -217,7 +220,8 @@ def groupnorm_backward(dout, cache):
     See book/layernorm.md.
     """
     xhat, inv_std, gamma, num_groups = _unpack(cache, 4, "groupnorm_forward")
-    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
     n, c = xhat.shape[:2]
     not_channel = (0,) + tuple(range(2, xhat.ndim))
     dbeta = dout.sum(axis=not_channel)
@@ -299,7 +303,8 @@ def rmsnorm_backward(dout, cache):
     See book/layernorm.md.
     """
     xhat, inv_rms, weight = _unpack(cache, 3, "rmsnorm_forward")
-    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
     dweight = (dout * xhat).reshape(-1, xhat.shape[-1]).sum(axis=0)
     g = dout * weight
     dx = inv_rms * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True))

@@ -1,15 +1,20 @@
-"""Layer normalization and its relatives: group norm, instance norm, RMS norm.
+"""Layer normalization and its relatives: group, instance and RMS norm.
 
-Where batch norm computes statistics per feature over the batch, layer norm computes them
-per sample over the features, so training and inference do the same computation and no
-running statistics are needed (Ba, Kiros & Hinton 2016). Group norm (Wu & He 2018) sits in
-between: per sample, over groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the
-re-centering and divides by the root mean square only.
+Where batch norm computes statistics per feature over the batch, layer norm
+computes them per sample over the features, so training and inference do
+the same computation and no running statistics are needed (Ba, Kiros &
+Hinton 2016). Group norm (Wu & He 2018) sits in between: per sample, over
+groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the re-centering
+and divides by the root mean square only. The forward passes of group norm
+and RMSNorm return a cache for their backward passes when asked
+(``return_cache=True``).
 
 Conventions follow PyTorch: ``F.layer_norm`` normalises over the trailing
-``normalized_shape`` axes with the biased variance and eps = 1e-5; ``nn.RMSNorm`` takes
-``eps`` inside the square root. Any floating-point input is computed and returned in float64.
-See book/layernorm.md.
+``normalized_shape`` axes with the biased variance and eps = 1e-5;
+``nn.RMSNorm`` takes ``eps`` inside the square root. Any floating-point
+input is computed and returned in float64. Lines stay within 77 columns,
+the width of a code block in the book, which prints these functions. See
+book/layernorm.md.
 """
 from __future__ import annotations
 
@@ -21,10 +26,25 @@ from solutions._validate import float_array, positive, same_shape, vector
 
 
 def _count(value, name: str) -> int:
-    """Return a positive integer (an axis count, a number of groups); bools are refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    """Return a positive integer (an axis count, a number of groups); bools
+    are refused."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def _unpack(cache, size: int, forward: str) -> tuple:
+    """Return a backward pass's cache after checking it is the forward pass's
+    tuple."""
+    if not isinstance(cache, tuple) or len(cache) != size:
+        length = (f" of length {len(cache)}" if isinstance(cache, tuple)
+                  else "")
+        raise TypeError(
+            f"cache must be the {size}-tuple returned by {forward}(..., "
+            f"return_cache=True), got {type(cache).__name__}{length}"
+        )
+    return cache
 
 
 def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
@@ -33,8 +53,9 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
     Parameters
     ----------
     x : float array of shape (*leading, *normalized_shape)
-        ``normalized_shape = x.shape[-normalized_ndim:]``; every index into the leading axes
-        (a sample, or a sample and time step) is normalised on its own.
+        ``normalized_shape = x.shape[-normalized_ndim:]``; every index into
+        the leading axes (a sample, or a sample and time step) is normalised
+        on its own.
     gamma, beta : float arrays of shape ``normalized_shape``
         Elementwise scale and shift.
     normalized_ndim : int, 1 <= normalized_ndim <= x.ndim
@@ -42,14 +63,17 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
 
     Returns
     -------
-    out : array of the shape of ``x``, ``gamma * (x - mu) / sqrt(var + eps) + beta`` with
-        mu and var (biased) computed over the normalized axes, exactly ``F.layer_norm(x,
-        normalized_shape, gamma, beta, eps)``.
-    cache : tuple ``(xhat, inv_std, gamma, axes)`` for :func:`layernorm_backward`:
-        ``xhat = (x - mu) / sqrt(var + eps)`` (the shape of ``x``), ``inv_std = 1 /
-        sqrt(var + eps)`` with the normalized axes kept as size 1 (shape ``(*leading, 1,
-        ..., 1)``, so it broadcasts against ``x``), ``gamma`` as float64, and ``axes`` the
-        tuple of normalized axes ``(x.ndim - normalized_ndim, ..., x.ndim - 1)``.
+    out : array of the shape of ``x``,
+        ``gamma * (x - mu) / sqrt(var + eps) + beta`` with mu and var
+        (biased) computed over the normalized axes, exactly
+        ``F.layer_norm(x, normalized_shape, gamma, beta, eps)``.
+    cache : tuple ``(xhat, inv_std, gamma, axes)`` for
+        :func:`layernorm_backward`: ``xhat = (x - mu) / sqrt(var + eps)``
+        (the shape of ``x``), ``inv_std = 1 / sqrt(var + eps)`` with the
+        normalized axes kept as size 1 (shape ``(*leading, 1, ..., 1)``, so
+        it broadcasts against ``x``), ``gamma`` as float64, and ``axes`` the
+        tuple of normalized axes ``(x.ndim - normalized_ndim, ...,
+        x.ndim - 1)``.
 
     See book/layernorm.md.
     """
@@ -57,11 +81,14 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
     normalized_ndim = _count(normalized_ndim, "normalized_ndim")
     if normalized_ndim > x.ndim:
         raise ValueError(
-            f"normalized_ndim must be at most x.ndim = {x.ndim}, got {normalized_ndim}"
+            f"normalized_ndim must be at most x.ndim = {x.ndim}, "
+            f"got {normalized_ndim}"
         )
     shape = x.shape[x.ndim - normalized_ndim:]
     if 0 in shape:
-        raise ValueError(f"the normalized axes of x must not be empty, got shape {shape}")
+        raise ValueError(
+            f"the normalized axes of x must not be empty, got shape {shape}"
+        )
     gamma = same_shape(gamma, "gamma", shape).astype(np.float64, copy=False)
     beta = same_shape(beta, "beta", shape).astype(np.float64, copy=False)
     eps = positive(eps, "eps")
@@ -69,7 +96,8 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
     axes = tuple(range(x.ndim - normalized_ndim, x.ndim))
     mu = x.mean(axis=axes, keepdims=True)
     xc = x - mu
-    var = np.mean(xc * xc, axis=axes, keepdims=True)  # biased, as in F.layer_norm
+    # The biased variance, as in F.layer_norm.
+    var = np.mean(xc * xc, axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(var + eps)
     xhat = xc * inv_std
     out = gamma * xhat + beta
@@ -82,18 +110,21 @@ def layernorm_backward(dout, cache):
     Parameters
     ----------
     dout : float array of the shape of the forward output.
-    cache : the tuple ``(xhat, inv_std, gamma, axes)`` returned by :func:`layernorm_forward`.
+    cache : the tuple ``(xhat, inv_std, gamma, axes)`` returned by
+        :func:`layernorm_forward`.
 
     Returns
     -------
-    dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to ``x`` (shape of
-        ``x``), ``gamma`` and ``beta`` (shape ``normalized_shape``). The mean and variance of
-        each sample depend on all of that sample's values; the derivation is in the book.
+    dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to
+        ``x`` (shape of ``x``), ``gamma`` and ``beta`` (shape
+        ``normalized_shape``). The mean and variance of each sample depend on
+        all of that sample's values; the derivation is in the book.
 
     See book/layernorm.md.
     """
     xhat, inv_std, gamma, axes = cache
-    dout = same_shape(dout, "dout", xhat.shape).astype(np.float64, copy=False)
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
     leading = tuple(range(xhat.ndim - len(axes)))
     dbeta = dout.sum(axis=leading)
     dgamma = (dout * xhat).sum(axis=leading)
@@ -106,23 +137,34 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
-    """Group normalization, exactly ``F.group_norm(x, num_groups, gamma, beta, eps)``.
+def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *,
+                      return_cache=False):
+    """Group normalization, exactly
+    ``F.group_norm(x, num_groups, gamma, beta, eps)``.
 
     Parameters
     ----------
     x : float array of shape (N, C, *spatial)
-        The C channels are split into ``num_groups`` consecutive groups of C / num_groups
-        channels; each (sample, group) pair is normalised over its channels and all spatial
-        positions with the biased variance. One group is layer norm over (C, *spatial);
-        C groups is instance norm.
+        The C channels are split into ``num_groups`` consecutive groups of
+        C / num_groups channels; each (sample, group) pair is normalised over
+        its channels and all spatial positions with the biased variance. One
+        group is layer norm over (C, *spatial); C groups is instance norm.
     num_groups : int dividing C.
     gamma, beta : float arrays of shape (C,), per-channel scale and shift.
     eps : float > 0.
+    return_cache : bool, keyword only (default False)
+        If True, return ``(out, cache)`` for the backward pass,
+        :func:`groupnorm_backward` (see the book); by default only ``out``,
+        the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
+    cache : only if ``return_cache``, the tuple
+        ``(xhat, inv_std, gamma, num_groups)``: ``xhat`` the normalised input
+        (the shape of ``x``), ``inv_std = 1 / sqrt(var + eps)`` of shape
+        ``(N, num_groups, 1)`` (one value per sample and group), ``gamma`` as
+        float64 and ``num_groups``.
 
     See book/layernorm.md.
     """
@@ -131,46 +173,139 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     n, c = x.shape[:2]
     if c % num_groups:
         raise ValueError(
-            f"the number of channels C = {c} must be divisible by num_groups = {num_groups}"
+            f"the number of channels C = {c} must be divisible by "
+            f"num_groups = {num_groups}"
         )
-    group_size = (c // num_groups) * int(np.prod(x.shape[2:], dtype=np.int64))
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    group_size = (c // num_groups) * spatial
     if group_size == 0:
-        raise ValueError(f"each group must contain at least one value, got x of shape {x.shape}")
+        raise ValueError(
+            "each group must contain at least one value, "
+            f"got x of shape {x.shape}"
+        )
     gamma = vector(gamma, "gamma", c).astype(np.float64, copy=False)
     beta = vector(beta, "beta", c).astype(np.float64, copy=False)
     eps = positive(eps, "eps")
 
-    # Channels of a group are consecutive, so a reshape puts each group on one row.
+    # A group's channels are consecutive: a reshape puts each on a row.
     xg = x.reshape(n, num_groups, group_size)
     xc = xg - xg.mean(axis=2, keepdims=True)
     var = np.mean(xc * xc, axis=2, keepdims=True)
-    xhat = (xc / np.sqrt(var + eps)).reshape(x.shape)
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (xc * inv_std).reshape(x.shape)
     param_shape = (1, c) + (1,) * (x.ndim - 2)
-    return gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
+    out = gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
+    if return_cache:
+        return out, (xhat, inv_std, gamma, num_groups)
+    return out
 
 
-def rmsnorm_forward(x, weight, eps=1e-6):
-    """RMS normalization over the last axis, exactly ``nn.RMSNorm(x.shape[-1:], eps=eps)``.
+def groupnorm_backward(dout, cache):
+    """Backward pass of :func:`groupnorm_forward`.
 
-    ``out = weight * x / sqrt(mean(x ** 2) + eps)``, the mean taken over the last axis of each
-    row. There is no re-centering and no shift, so RMSNorm equals layer norm (without affine,
-    same eps) only on rows whose mean is zero.
+    Parameters
+    ----------
+    dout : float array of the shape of the forward output.
+    cache : the tuple ``(xhat, inv_std, gamma, num_groups)`` returned by
+        ``groupnorm_forward(..., return_cache=True)``.
+
+    Returns
+    -------
+    dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to
+        ``x`` (shape of ``x``), ``gamma`` and ``beta`` (shape ``(C,)``).
+        Within each (sample, group) it is layer norm's backward pass;
+        ``gamma`` and ``beta`` are per channel, so their gradients sum over
+        the samples and the spatial positions.
+
+    See book/layernorm.md.
+    """
+    xhat, inv_std, gamma, num_groups = _unpack(cache, 4, "groupnorm_forward")
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
+    n, c = xhat.shape[:2]
+    not_channel = (0,) + tuple(range(2, xhat.ndim))
+    dbeta = dout.sum(axis=not_channel)
+    dgamma = (dout * xhat).sum(axis=not_channel)
+    param_shape = (1, c) + (1,) * (xhat.ndim - 2)
+    g = (dout * gamma.reshape(param_shape)).reshape(n, num_groups, -1)
+    xg = xhat.reshape(n, num_groups, -1)
+    dx = inv_std * (
+        g
+        - g.mean(axis=2, keepdims=True)
+        - xg * np.mean(g * xg, axis=2, keepdims=True)
+    )
+    return dx.reshape(xhat.shape), dgamma, dbeta
+
+
+def rmsnorm_forward(x, weight, eps=1e-6, *, return_cache=False):
+    """RMS normalization over the last axis, exactly
+    ``nn.RMSNorm(x.shape[-1:], eps=eps)``.
+
+    ``out = weight * x / sqrt(mean(x ** 2) + eps)``, the mean taken over the
+    last axis of each row. There is no re-centering and no shift, so RMSNorm
+    equals layer norm (without affine, same eps) only on rows whose mean is
+    zero.
 
     Parameters
     ----------
     x : float array of shape (..., D).
     weight : float array of shape (D,).
-    eps : float > 0 (PyTorch's default, eps=None, uses the dtype's machine epsilon instead).
+    eps : float > 0 (PyTorch's default, eps=None, uses the dtype's machine
+        epsilon instead).
+    return_cache : bool, keyword only (default False)
+        If True, return ``(out, cache)`` for the backward pass,
+        :func:`rmsnorm_backward` (see the book); by default only ``out``,
+        the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
+    cache : only if ``return_cache``, the tuple ``(xhat, inv_rms, weight)``:
+        ``xhat = x / sqrt(mean(x ** 2) + eps)`` (the shape of ``x``),
+        ``inv_rms = 1 / sqrt(mean(x ** 2) + eps)`` with the last axis kept as
+        size 1, and ``weight`` as float64.
 
     See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     if x.shape[-1] == 0:
-        raise ValueError(f"the last axis of x must not be empty, got shape {x.shape}")
-    weight = vector(weight, "weight", x.shape[-1]).astype(np.float64, copy=False)
+        raise ValueError(
+            f"the last axis of x must not be empty, got shape {x.shape}"
+        )
+    weight = vector(weight, "weight", x.shape[-1])
+    weight = weight.astype(np.float64, copy=False)
     eps = positive(eps, "eps")
-    return weight * (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps))
+    inv_rms = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    xhat = x * inv_rms
+    out = weight * xhat
+    if return_cache:
+        return out, (xhat, inv_rms, weight)
+    return out
+
+
+def rmsnorm_backward(dout, cache):
+    """Backward pass of :func:`rmsnorm_forward`.
+
+    Parameters
+    ----------
+    dout : float array of the shape of the forward output.
+    cache : the tuple ``(xhat, inv_rms, weight)`` returned by
+        ``rmsnorm_forward(..., return_cache=True)``.
+
+    Returns
+    -------
+    dx, dweight : the gradients of ``sum(out * dout)`` with respect to ``x``
+        (shape of ``x``) and ``weight`` (shape ``(D,)``). With
+        ``g = weight * dout``, ``dx = inv_rms * (g - xhat * mean(g * xhat))``
+        over the last axis: layer norm's backward pass without the
+        ``- mean(g)`` term, since nothing was subtracted.
+
+    See book/layernorm.md.
+    """
+    xhat, inv_rms, weight = _unpack(cache, 3, "rmsnorm_forward")
+    dout = same_shape(dout, "dout", xhat.shape)
+    dout = dout.astype(np.float64, copy=False)
+    dweight = (dout * xhat).reshape(-1, xhat.shape[-1]).sum(axis=0)
+    g = dout * weight
+    dx = inv_rms * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    return dx, dweight

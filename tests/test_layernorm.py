@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from solutions.batchnorm import batchnorm_forward
 from solutions.gradcheck import numerical_gradient, rel_error
 from solutions.layernorm import (
+    groupnorm_backward,
     groupnorm_forward,
     layernorm_backward,
     layernorm_forward,
+    rmsnorm_backward,
     rmsnorm_forward,
 )
 
@@ -242,6 +244,130 @@ def test_groupnorm_bad_inputs(kwargs, error, match):
         groupnorm_forward(**args)
 
 
+def _torch_groupnorm(x, groups, gamma, beta, eps, dout):
+    """F.group_norm forward and autograd gradients (dx, dgamma, dbeta)."""
+    xt, gt, bt = (T(a).requires_grad_() for a in (x, gamma, beta))
+    out = F.group_norm(xt, groups, gt, bt, eps)
+    out.backward(T(dout))
+    return out.detach().numpy(), xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy()
+
+
+@pytest.mark.parametrize(
+    "shape, groups",
+    # No group of two values: there dx is rounding-level cancellation (xhat = +-1 exactly up
+    # to eps), which the property test covers with an absolute tolerance.
+    [((3, 6, 4, 5), 1), ((3, 6, 4, 5), 2), ((3, 6, 4, 5), 6), ((2, 8, 7), 4), ((4, 6), 2),
+     ((2, 4, 2, 3, 2), 2)],
+)
+def test_groupnorm_backward_matches_autograd(shape, groups):
+    rng = np.random.default_rng(11)
+    x = rng.normal(1.0, 2.0, size=shape)
+    gamma, beta = _params(rng, (shape[1],))
+    dout = rng.normal(size=shape)
+    out, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
+    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
+    t_out, t_dx, t_dgamma, t_dbeta = _torch_groupnorm(x, groups, gamma, beta, 1e-5, dout)
+    assert rel_error(out, t_out) < 1e-10
+    assert rel_error(dx, t_dx) < 1e-10
+    assert rel_error(dgamma, t_dgamma) < 1e-10
+    assert rel_error(dbeta, t_dbeta) < 1e-10
+
+
+@pytest.mark.parametrize("shape, groups", [((2, 6, 2, 2), 3), ((3, 4, 5), 2), ((2, 4), 1), ((2, 3, 2, 2), 3)])
+def test_groupnorm_backward_matches_finite_differences(shape, groups):
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=shape)
+    gamma, beta = _params(rng, (shape[1],))
+    dout = rng.normal(size=shape)
+    _, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
+    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
+    fwd = lambda a, g, b: groupnorm_forward(a, groups, g, b)  # noqa: E731
+    assert rel_error(dx, numerical_gradient(lambda a: fwd(a, gamma, beta), x, dout)) < 1e-7
+    assert rel_error(dgamma, numerical_gradient(lambda g: fwd(x, g, beta), gamma, dout)) < 1e-7
+    assert rel_error(dbeta, numerical_gradient(lambda b: fwd(x, gamma, b), beta, dout)) < 1e-7
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 3), groups=st.integers(1, 4), per_group=st.integers(1, 3),
+    spatial=st.lists(st.integers(1, 4), max_size=2), seed=st.integers(0, 2**32 - 1),
+    scale=st.floats(1e-2, 1e2),
+)
+def test_groupnorm_backward_property_against_autograd(n, groups, per_group, spatial, seed, scale):
+    rng = np.random.default_rng(seed)
+    c = groups * per_group
+    x = rng.normal(size=(n, c, *spatial)) * scale + rng.normal()
+    gamma, beta = _params(rng, (c,))
+    dout = rng.normal(size=x.shape)
+    out, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
+    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
+    _, t_dx, t_dgamma, t_dbeta = _torch_groupnorm(x, groups, gamma, beta, 1e-5, dout)
+    atol = 1e-11 * (1 + scale)
+    assert np.array_equal(out, groupnorm_forward(x, groups, gamma, beta))  # the cache changes nothing
+    assert np.allclose(dx, t_dx, rtol=1e-9, atol=1e-9 / scale)
+    assert np.allclose(dgamma, t_dgamma, rtol=1e-10, atol=atol)
+    assert np.allclose(dbeta, t_dbeta, rtol=1e-10, atol=1e-12)
+    # Each group's re-centering removes the constant direction of the gradient.
+    group_sums = dx.reshape(n, groups, -1).sum(axis=2)
+    assert np.allclose(group_sums, 0.0, atol=1e-9 * (1 + np.abs(dx).max()))
+
+
+def test_groupnorm_cache_layout():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(2, 6, 3))
+    gamma, beta = _params(rng, (6,))
+    out, (xhat, inv_std, g, groups) = groupnorm_forward(x, 3, gamma, beta, return_cache=True)
+    assert isinstance(groupnorm_forward(x, 3, gamma, beta), np.ndarray)  # default: out only
+    assert xhat.shape == x.shape and inv_std.shape == (2, 3, 1) and groups == 3
+    xg = x.reshape(2, 3, 6)
+    assert rel_error(inv_std, 1 / np.sqrt(xg.var(axis=2, keepdims=True) + 1e-5)) < 1e-12
+    assert rel_error(out, gamma[None, :, None] * xhat + beta[None, :, None]) < 1e-12
+    assert g.dtype == np.float64 and np.array_equal(g, gamma)
+
+
+def test_groupnorm_backward_per_channel_statistics_bug_is_caught():
+    """A backward pass that treats each channel as its own group (instance norm's gradient)
+    differs from autograd once a group holds more than one channel."""
+    rng = np.random.default_rng(14)
+    x, dout = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
+    gamma, beta = _params(rng, (4,))
+    _, cache = groupnorm_forward(x, 2, gamma, beta, return_cache=True)
+    xhat, inv_std, _, _ = cache
+    g = dout * gamma[None, :, None]
+    wrong_inv_std = np.repeat(inv_std, 2, axis=1)  # (2, 4, 1), one value per channel
+    buggy = wrong_inv_std * (g - g.mean(axis=2, keepdims=True)
+                             - xhat * np.mean(g * xhat, axis=2, keepdims=True))
+    _, t_dx, _, _ = _torch_groupnorm(x, 2, gamma, beta, 1e-5, dout)
+    assert rel_error(groupnorm_backward(dout, cache)[0], t_dx) < 1e-10
+    assert rel_error(buggy, t_dx) > 1e-2
+
+
+def test_groupnorm_backward_bad_inputs():
+    x = np.ones((2, 4, 3)) + np.arange(3.0)
+    _, cache = groupnorm_forward(x, 2, np.ones(4), np.zeros(4), return_cache=True)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 4, 3\)"):
+        groupnorm_backward(np.ones((2, 3, 4)), cache)
+    with pytest.raises(TypeError, match="dout must be a floating-point"):
+        groupnorm_backward(np.ones((2, 4, 3), dtype=int), cache)
+    out = groupnorm_forward(x, 2, np.ones(4), np.zeros(4))
+    with pytest.raises(TypeError, match=r"cache must be the 4-tuple returned by groupnorm_forward"):
+        groupnorm_backward(np.ones((2, 4, 3)), out)
+    with pytest.raises(TypeError, match="got tuple of length 3"):
+        groupnorm_backward(np.ones((2, 4, 3)), cache[:3])
+
+
+def test_groupnorm_backward_does_not_mutate_inputs():
+    rng = np.random.default_rng(15)
+    x, dout = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
+    gamma, beta = _params(rng, (4,))
+    copies = [a.copy() for a in (x, gamma, beta, dout)]
+    _, cache = groupnorm_forward(x, 2, gamma, beta, return_cache=True)
+    cache_copy = [np.copy(a) for a in cache[:3]]
+    groupnorm_backward(dout, cache)
+    for a, c in zip((x, gamma, beta, dout, *cache[:3]), copies + cache_copy):
+        assert np.array_equal(a, c)
+
+
 # --------------------------------------------------------------------------- RMS norm
 
 @pytest.mark.parametrize("shape", [(4, 7), (2, 3, 5), (6,)])
@@ -289,11 +415,114 @@ def test_rmsnorm_bad_inputs(kwargs, error, match):
         rmsnorm_forward(**args)
 
 
+def _torch_rmsnorm(x, weight, eps, dout):
+    """F.rms_norm forward and autograd gradients (dx, dweight)."""
+    xt, wt = T(x).requires_grad_(), T(weight).requires_grad_()
+    out = F.rms_norm(xt, x.shape[-1:], wt, eps)
+    out.backward(T(dout))
+    return out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (2, 3, 5), (6,), (3, 1)])
+@pytest.mark.parametrize("eps", [1e-6, 1e-2])
+def test_rmsnorm_backward_matches_autograd(shape, eps):
+    rng = np.random.default_rng(16)
+    x = rng.normal(0.5, 0.3, size=shape)
+    weight = rng.normal(size=shape[-1])
+    dout = rng.normal(size=shape)
+    out, cache = rmsnorm_forward(x, weight, eps=eps, return_cache=True)
+    dx, dweight = rmsnorm_backward(dout, cache)
+    t_out, t_dx, t_dweight = _torch_rmsnorm(x, weight, eps, dout)
+    assert rel_error(out, t_out) < 1e-10
+    assert rel_error(dx, t_dx) < 1e-10
+    assert rel_error(dweight, t_dweight) < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(3, 6), (2, 3, 4), (5,)])
+def test_rmsnorm_backward_matches_finite_differences(shape):
+    rng = np.random.default_rng(17)
+    x = rng.normal(1.0, 1.0, size=shape)
+    weight = rng.normal(size=shape[-1])
+    dout = rng.normal(size=shape)
+    _, cache = rmsnorm_forward(x, weight, return_cache=True)
+    dx, dweight = rmsnorm_backward(dout, cache)
+    assert rel_error(dx, numerical_gradient(lambda a: rmsnorm_forward(a, weight), x, dout)) < 1e-7
+    assert rel_error(dweight, numerical_gradient(lambda w: rmsnorm_forward(x, w), weight, dout)) < 1e-7
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+    scale=st.floats(1e-1, 1e2),
+)
+def test_rmsnorm_backward_property_against_autograd(shape, seed, scale):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=shape) + rng.normal()) * scale
+    weight = rng.normal(size=shape[-1])
+    dout = rng.normal(size=shape)
+    out, cache = rmsnorm_forward(x, weight, return_cache=True)
+    dx, dweight = rmsnorm_backward(dout, cache)
+    _, t_dx, t_dweight = _torch_rmsnorm(x, weight, 1e-6, dout)
+    assert np.array_equal(out, rmsnorm_forward(x, weight))  # the cache changes nothing
+    assert np.allclose(dx, t_dx, rtol=1e-9, atol=1e-9 / scale)
+    assert np.allclose(dweight, t_dweight, rtol=1e-10, atol=1e-11)
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.lists(st.integers(2, 5), min_size=1, max_size=3), seed=st.integers(0, 2**32 - 1))
+def test_rmsnorm_gradient_is_orthogonal_to_the_input_as_eps_vanishes(shape, seed):
+    """out is invariant to re-scaling each row, so dx . x = 0 per row when eps -> 0 (of order
+    eps / mean(x^2) otherwise), while dx does not sum to zero: nothing was re-centred."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) + 2.0
+    dout = rng.normal(size=shape)
+    weight = rng.normal(size=shape[-1])
+    _, cache = rmsnorm_forward(x, weight, eps=1e-14, return_cache=True)
+    dx, _ = rmsnorm_backward(dout, cache)
+    scale = np.abs(dx * x).sum(axis=-1)
+    assert np.all(np.abs((dx * x).sum(axis=-1)) <= 1e-10 * (1 + scale))
+    _, cache = rmsnorm_forward(x, weight, eps=1e-1, return_cache=True)
+    dx, _ = rmsnorm_backward(dout, cache)
+    assert np.abs((dx * x).sum(axis=-1)).max() > 1e-6
+
+
+def test_rmsnorm_backward_layernorm_gradient_bug_is_caught():
+    """Reusing layer norm's backward (with its - mean(g) term) is wrong for RMSNorm."""
+    rng = np.random.default_rng(18)
+    x, dout = rng.normal(2.0, 1.0, size=(4, 6)), rng.normal(size=(4, 6))
+    weight = rng.normal(size=6)
+    _, cache = rmsnorm_forward(x, weight, return_cache=True)
+    xhat, inv_rms, _ = cache
+    g = dout * weight
+    buggy = inv_rms * (g - g.mean(axis=-1, keepdims=True) - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    _, t_dx, _ = _torch_rmsnorm(x, weight, 1e-6, dout)
+    assert rel_error(rmsnorm_backward(dout, cache)[0], t_dx) < 1e-10
+    assert rel_error(buggy, t_dx) > 1e-2
+
+
+def test_rmsnorm_cache_layout_and_bad_inputs():
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(2, 3, 4))
+    weight = rng.normal(size=4)
+    out, (xhat, inv_rms, w) = rmsnorm_forward(x, weight, eps=1e-3, return_cache=True)
+    assert inv_rms.shape == (2, 3, 1)
+    assert rel_error(inv_rms, 1 / np.sqrt((x**2).mean(axis=-1, keepdims=True) + 1e-3)) < 1e-12
+    assert rel_error(out, weight * xhat) < 1e-12 and np.array_equal(w, weight)
+    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3, 4\)"):
+        rmsnorm_backward(np.ones((2, 4)), (xhat, inv_rms, w))
+    with pytest.raises(TypeError, match="dout must be a floating-point"):
+        rmsnorm_backward(np.ones((2, 3, 4), dtype=np.int64), (xhat, inv_rms, w))
+    with pytest.raises(TypeError, match=r"cache must be the 3-tuple returned by rmsnorm_forward"):
+        rmsnorm_backward(np.ones((2, 3, 4)), [xhat, inv_rms, w])
+
+
 # --------------------------------------------------------------------------- invariances
 
-# Ba et al. Table 1 with RMSNorm (REFERENCE_FACTS.md). Summed inputs a = x W^T for a batch x
-# of shape (N, D_in) and a weight matrix W of shape (H, D_in); each normaliser is applied to a
-# without affine parameters and with a negligible eps so invariances hold to rounding.
+# Ba et al. (2016) Table 1 with the RMSNorm row of Zhang & Sennrich (2019). Summed inputs
+# a = x W^T for a batch x of shape (N, D_in) and a weight matrix W of shape (H, D_in); each
+# normaliser is applied to a without affine parameters and with a negligible eps so
+# invariances hold to rounding.
 EPS = 1e-14
 INVARIANT = {
     "LayerNorm": dict(weight_matrix_rescale=True, weight_matrix_recenter=True,

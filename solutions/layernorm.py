@@ -5,9 +5,8 @@ computes them per sample over the features, so training and inference do
 the same computation and no running statistics are needed (Ba, Kiros &
 Hinton 2016). Group norm (Wu & He 2018) sits in between: per sample, over
 groups of channels. RMSNorm (Zhang & Sennrich 2019) drops the re-centering
-and divides by the root mean square only. The forward passes of group norm
-and RMSNorm return a cache for their backward passes when asked
-(``return_cache=True``).
+and divides by the root mean square only. The backward passes of group
+norm and RMSNorm take the forward's inputs and recompute what they need.
 
 Conventions follow PyTorch: ``F.layer_norm`` normalises over the trailing
 ``normalized_shape`` axes with the biased variance and eps = 1e-5;
@@ -32,19 +31,6 @@ def _count(value, name: str) -> int:
             or value < 1):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _unpack(cache, size: int, forward: str) -> tuple:
-    """Return a backward pass's cache after checking it is the forward pass's
-    tuple."""
-    if not isinstance(cache, tuple) or len(cache) != size:
-        length = (f" of length {len(cache)}" if isinstance(cache, tuple)
-                  else "")
-        raise TypeError(
-            f"cache must be the {size}-tuple returned by {forward}(..., "
-            f"return_cache=True), got {type(cache).__name__}{length}"
-        )
-    return cache
 
 
 def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
@@ -137,8 +123,7 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
-def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *,
-                      return_cache=False):
+def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     """Group normalization, exactly
     ``F.group_norm(x, num_groups, gamma, beta, eps)``.
 
@@ -152,19 +137,10 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *,
     num_groups : int dividing C.
     gamma, beta : float arrays of shape (C,), per-channel scale and shift.
     eps : float > 0.
-    return_cache : bool, keyword only (default False)
-        If True, return ``(out, cache)`` for the backward pass,
-        :func:`groupnorm_backward` (see the book); by default only ``out``,
-        the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
-    cache : only if ``return_cache``, the tuple
-        ``(xhat, inv_std, gamma, num_groups)``: ``xhat`` the normalised input
-        (the shape of ``x``), ``inv_std = 1 / sqrt(var + eps)`` of shape
-        ``(N, num_groups, 1)`` (one value per sample and group), ``gamma`` as
-        float64 and ``num_groups``.
 
     See book/layernorm.md.
     """
@@ -191,53 +167,72 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5, *,
     xg = x.reshape(n, num_groups, group_size)
     xc = xg - xg.mean(axis=2, keepdims=True)
     var = np.mean(xc * xc, axis=2, keepdims=True)
-    inv_std = 1.0 / np.sqrt(var + eps)
-    xhat = (xc * inv_std).reshape(x.shape)
+    xhat = (xc / np.sqrt(var + eps)).reshape(x.shape)
     param_shape = (1, c) + (1,) * (x.ndim - 2)
-    out = gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
-    if return_cache:
-        return out, (xhat, inv_std, gamma, num_groups)
-    return out
+    return gamma.reshape(param_shape) * xhat + beta.reshape(param_shape)
 
 
-def groupnorm_backward(dout, cache):
-    """Backward pass of :func:`groupnorm_forward`.
+def groupnorm_backward(dout, x, num_groups, gamma, eps=1e-5):
+    """Backward pass of :func:`groupnorm_forward`, from the forward's inputs.
 
     Parameters
     ----------
-    dout : float array of the shape of the forward output.
-    cache : the tuple ``(xhat, inv_std, gamma, num_groups)`` returned by
-        ``groupnorm_forward(..., return_cache=True)``.
+    dout : float array of the shape of ``x``, the gradient of the loss with
+        respect to the forward output.
+    x, num_groups, gamma, eps : the inputs of the forward pass, checked as
+        it checks them. ``beta`` does not enter the gradients.
 
     Returns
     -------
     dx, dgamma, dbeta : the gradients of ``sum(out * dout)`` with respect to
         ``x`` (shape of ``x``), ``gamma`` and ``beta`` (shape ``(C,)``).
-        Within each (sample, group) it is layer norm's backward pass;
-        ``gamma`` and ``beta`` are per channel, so their gradients sum over
-        the samples and the spatial positions.
+        Within each (sample, group) it is layer norm's backward pass, with
+        ``s`` the group's inverse standard deviation and ``g`` the gradient
+        with respect to ``xhat``, both recomputed from ``x``; ``gamma`` and
+        ``beta`` are per channel, so their gradients sum over the samples
+        and the spatial positions.
 
     See book/layernorm.md.
     """
-    xhat, inv_std, gamma, num_groups = _unpack(cache, 4, "groupnorm_forward")
-    dout = same_shape(dout, "dout", xhat.shape)
+    x = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
+    num_groups = _count(num_groups, "num_groups")
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise ValueError(
+            f"the number of channels C = {c} must be divisible by "
+            f"num_groups = {num_groups}"
+        )
+    spatial = int(np.prod(x.shape[2:], dtype=np.int64))
+    group_size = (c // num_groups) * spatial
+    if group_size == 0:
+        raise ValueError(
+            "each group must contain at least one value, "
+            f"got x of shape {x.shape}"
+        )
+    gamma = vector(gamma, "gamma", c).astype(np.float64, copy=False)
+    eps = positive(eps, "eps")
+    dout = same_shape(dout, "dout", x.shape)
     dout = dout.astype(np.float64, copy=False)
-    n, c = xhat.shape[:2]
-    not_channel = (0,) + tuple(range(2, xhat.ndim))
+
+    # One row per (sample, group), as in the forward pass.
+    xg = x.reshape(n, num_groups, group_size)
+    xc = xg - xg.mean(axis=2, keepdims=True)
+    s = 1.0 / np.sqrt(np.mean(xc * xc, axis=2, keepdims=True) + eps)
+    xhat = xc * s
+    not_channel = (0,) + tuple(range(2, x.ndim))
     dbeta = dout.sum(axis=not_channel)
-    dgamma = (dout * xhat).sum(axis=not_channel)
-    param_shape = (1, c) + (1,) * (xhat.ndim - 2)
-    g = (dout * gamma.reshape(param_shape)).reshape(n, num_groups, -1)
-    xg = xhat.reshape(n, num_groups, -1)
-    dx = inv_std * (
+    dgamma = (dout * xhat.reshape(x.shape)).sum(axis=not_channel)
+    param_shape = (1, c) + (1,) * (x.ndim - 2)
+    g = (dout * gamma.reshape(param_shape)).reshape(xg.shape)
+    dx = s * (
         g
         - g.mean(axis=2, keepdims=True)
-        - xg * np.mean(g * xg, axis=2, keepdims=True)
+        - xhat * np.mean(g * xhat, axis=2, keepdims=True)
     )
-    return dx.reshape(xhat.shape), dgamma, dbeta
+    return dx.reshape(x.shape), dgamma, dbeta
 
 
-def rmsnorm_forward(x, weight, eps=1e-6, *, return_cache=False):
+def rmsnorm_forward(x, weight, eps=1e-6):
     """RMS normalization over the last axis, exactly
     ``nn.RMSNorm(x.shape[-1:], eps=eps)``.
 
@@ -252,18 +247,10 @@ def rmsnorm_forward(x, weight, eps=1e-6, *, return_cache=False):
     weight : float array of shape (D,).
     eps : float > 0 (PyTorch's default, eps=None, uses the dtype's machine
         epsilon instead).
-    return_cache : bool, keyword only (default False)
-        If True, return ``(out, cache)`` for the backward pass,
-        :func:`rmsnorm_backward` (see the book); by default only ``out``,
-        the graded interface of the exercise.
 
     Returns
     -------
     out : array of the shape of ``x``.
-    cache : only if ``return_cache``, the tuple ``(xhat, inv_rms, weight)``:
-        ``xhat = x / sqrt(mean(x ** 2) + eps)`` (the shape of ``x``),
-        ``inv_rms = 1 / sqrt(mean(x ** 2) + eps)`` with the last axis kept as
-        size 1, and ``weight`` as float64.
 
     See book/layernorm.md.
     """
@@ -275,37 +262,46 @@ def rmsnorm_forward(x, weight, eps=1e-6, *, return_cache=False):
     weight = vector(weight, "weight", x.shape[-1])
     weight = weight.astype(np.float64, copy=False)
     eps = positive(eps, "eps")
-    inv_rms = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
-    xhat = x * inv_rms
-    out = weight * xhat
-    if return_cache:
-        return out, (xhat, inv_rms, weight)
-    return out
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return weight * (x / rms)
 
 
-def rmsnorm_backward(dout, cache):
-    """Backward pass of :func:`rmsnorm_forward`.
+def rmsnorm_backward(dout, x, weight, eps=1e-6):
+    """Backward pass of :func:`rmsnorm_forward`, from the forward's inputs.
 
     Parameters
     ----------
-    dout : float array of the shape of the forward output.
-    cache : the tuple ``(xhat, inv_rms, weight)`` returned by
-        ``rmsnorm_forward(..., return_cache=True)``.
+    dout : float array of the shape of ``x``, the gradient of the loss with
+        respect to the forward output.
+    x, weight, eps : the inputs of the forward pass, checked as it checks
+        them.
 
     Returns
     -------
     dx, dweight : the gradients of ``sum(out * dout)`` with respect to ``x``
         (shape of ``x``) and ``weight`` (shape ``(D,)``). With
-        ``g = weight * dout``, ``dx = inv_rms * (g - xhat * mean(g * xhat))``
-        over the last axis: layer norm's backward pass without the
-        ``- mean(g)`` term, since nothing was subtracted.
+        ``s = 1 / sqrt(mean(x ** 2) + eps)`` and ``xhat = x * s`` recomputed
+        from ``x`` and ``g = weight * dout``,
+        ``dx = s * (g - xhat * mean(g * xhat))`` over the last axis: layer
+        norm's backward pass without the ``- mean(g)`` term, since nothing
+        was subtracted.
 
     See book/layernorm.md.
     """
-    xhat, inv_rms, weight = _unpack(cache, 3, "rmsnorm_forward")
-    dout = same_shape(dout, "dout", xhat.shape)
+    x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
+    if x.shape[-1] == 0:
+        raise ValueError(
+            f"the last axis of x must not be empty, got shape {x.shape}"
+        )
+    weight = vector(weight, "weight", x.shape[-1])
+    weight = weight.astype(np.float64, copy=False)
+    eps = positive(eps, "eps")
+    dout = same_shape(dout, "dout", x.shape)
     dout = dout.astype(np.float64, copy=False)
-    dweight = (dout * xhat).reshape(-1, xhat.shape[-1]).sum(axis=0)
+
+    s = 1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    xhat = x * s
+    dweight = (dout * xhat).reshape(-1, x.shape[-1]).sum(axis=0)
     g = dout * weight
-    dx = inv_rms * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    dx = s * (g - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
     return dx, dweight

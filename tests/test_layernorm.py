@@ -259,18 +259,28 @@ def _torch_groupnorm(x, groups, gamma, beta, eps, dout):
     [((3, 6, 4, 5), 1), ((3, 6, 4, 5), 2), ((3, 6, 4, 5), 6), ((2, 8, 7), 4), ((4, 6), 2),
      ((2, 4, 2, 3, 2), 2)],
 )
-def test_groupnorm_backward_matches_autograd(shape, groups):
+@pytest.mark.parametrize("eps", [1e-5, 1e-1])
+def test_groupnorm_backward_matches_autograd(shape, groups, eps):
     rng = np.random.default_rng(11)
-    x = rng.normal(1.0, 2.0, size=shape)
+    x = rng.normal(1.0, 2.0, size=shape) * 0.1  # small variance: eps matters at 1e-1
     gamma, beta = _params(rng, (shape[1],))
     dout = rng.normal(size=shape)
-    out, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
-    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
-    t_out, t_dx, t_dgamma, t_dbeta = _torch_groupnorm(x, groups, gamma, beta, 1e-5, dout)
-    assert rel_error(out, t_out) < 1e-10
+    dx, dgamma, dbeta = groupnorm_backward(dout, x, groups, gamma, eps=eps)
+    _, t_dx, t_dgamma, t_dbeta = _torch_groupnorm(x, groups, gamma, beta, eps, dout)
     assert rel_error(dx, t_dx) < 1e-10
     assert rel_error(dgamma, t_dgamma) < 1e-10
     assert rel_error(dbeta, t_dbeta) < 1e-10
+    assert dx.dtype == dgamma.dtype == dbeta.dtype == np.float64
+
+
+def test_groupnorm_backward_uses_its_eps():
+    """The default eps is the forward's, and a different eps gives a different gradient."""
+    rng = np.random.default_rng(20)
+    x, dout = rng.normal(0.0, 0.1, size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
+    gamma = rng.normal(size=4)
+    default = groupnorm_backward(dout, x, 2, gamma)[0]
+    assert np.array_equal(default, groupnorm_backward(dout, x, 2, gamma, eps=1e-5)[0])
+    assert rel_error(default, groupnorm_backward(dout, x, 2, gamma, eps=1e-1)[0]) > 1e-2
 
 
 @pytest.mark.parametrize("shape, groups", [((2, 6, 2, 2), 3), ((3, 4, 5), 2), ((2, 4), 1), ((2, 3, 2, 2), 3)])
@@ -279,8 +289,7 @@ def test_groupnorm_backward_matches_finite_differences(shape, groups):
     x = rng.normal(size=shape)
     gamma, beta = _params(rng, (shape[1],))
     dout = rng.normal(size=shape)
-    _, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
-    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
+    dx, dgamma, dbeta = groupnorm_backward(dout, x, groups, gamma)
     fwd = lambda a, g, b: groupnorm_forward(a, groups, g, b)  # noqa: E731
     assert rel_error(dx, numerical_gradient(lambda a: fwd(a, gamma, beta), x, dout)) < 1e-7
     assert rel_error(dgamma, numerical_gradient(lambda g: fwd(x, g, beta), gamma, dout)) < 1e-7
@@ -299,11 +308,9 @@ def test_groupnorm_backward_property_against_autograd(n, groups, per_group, spat
     x = rng.normal(size=(n, c, *spatial)) * scale + rng.normal()
     gamma, beta = _params(rng, (c,))
     dout = rng.normal(size=x.shape)
-    out, cache = groupnorm_forward(x, groups, gamma, beta, return_cache=True)
-    dx, dgamma, dbeta = groupnorm_backward(dout, cache)
+    dx, dgamma, dbeta = groupnorm_backward(dout, x, groups, gamma)
     _, t_dx, t_dgamma, t_dbeta = _torch_groupnorm(x, groups, gamma, beta, 1e-5, dout)
     atol = 1e-11 * (1 + scale)
-    assert np.array_equal(out, groupnorm_forward(x, groups, gamma, beta))  # the cache changes nothing
     assert np.allclose(dx, t_dx, rtol=1e-9, atol=1e-9 / scale)
     assert np.allclose(dgamma, t_dgamma, rtol=1e-10, atol=atol)
     assert np.allclose(dbeta, t_dbeta, rtol=1e-10, atol=1e-12)
@@ -312,60 +319,46 @@ def test_groupnorm_backward_property_against_autograd(n, groups, per_group, spat
     assert np.allclose(group_sums, 0.0, atol=1e-9 * (1 + np.abs(dx).max()))
 
 
-def test_groupnorm_cache_layout():
-    rng = np.random.default_rng(13)
-    x = rng.normal(size=(2, 6, 3))
-    gamma, beta = _params(rng, (6,))
-    out, (xhat, inv_std, g, groups) = groupnorm_forward(x, 3, gamma, beta, return_cache=True)
-    assert isinstance(groupnorm_forward(x, 3, gamma, beta), np.ndarray)  # default: out only
-    assert xhat.shape == x.shape and inv_std.shape == (2, 3, 1) and groups == 3
-    xg = x.reshape(2, 3, 6)
-    assert rel_error(inv_std, 1 / np.sqrt(xg.var(axis=2, keepdims=True) + 1e-5)) < 1e-12
-    assert rel_error(out, gamma[None, :, None] * xhat + beta[None, :, None]) < 1e-12
-    assert g.dtype == np.float64 and np.array_equal(g, gamma)
-
-
 def test_groupnorm_backward_per_channel_statistics_bug_is_caught():
     """A backward pass that treats each channel as its own group (instance norm's gradient)
     differs from autograd once a group holds more than one channel."""
     rng = np.random.default_rng(14)
     x, dout = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
     gamma, beta = _params(rng, (4,))
-    _, cache = groupnorm_forward(x, 2, gamma, beta, return_cache=True)
-    xhat, inv_std, _, _ = cache
+    xg = x.reshape(2, 2, 6)
+    s = 1 / np.sqrt(xg.var(axis=2, keepdims=True) + 1e-5)  # (2, 2, 1), per group
+    xhat = ((xg - xg.mean(axis=2, keepdims=True)) * s).reshape(x.shape)
     g = dout * gamma[None, :, None]
-    wrong_inv_std = np.repeat(inv_std, 2, axis=1)  # (2, 4, 1), one value per channel
-    buggy = wrong_inv_std * (g - g.mean(axis=2, keepdims=True)
-                             - xhat * np.mean(g * xhat, axis=2, keepdims=True))
+    wrong_s = np.repeat(s, 2, axis=1)  # (2, 4, 1), one value per channel
+    buggy = wrong_s * (g - g.mean(axis=2, keepdims=True)
+                       - xhat * np.mean(g * xhat, axis=2, keepdims=True))
     _, t_dx, _, _ = _torch_groupnorm(x, 2, gamma, beta, 1e-5, dout)
-    assert rel_error(groupnorm_backward(dout, cache)[0], t_dx) < 1e-10
+    assert rel_error(groupnorm_backward(dout, x, 2, gamma)[0], t_dx) < 1e-10
     assert rel_error(buggy, t_dx) > 1e-2
 
 
-def test_groupnorm_backward_bad_inputs():
-    x = np.ones((2, 4, 3)) + np.arange(3.0)
-    _, cache = groupnorm_forward(x, 2, np.ones(4), np.zeros(4), return_cache=True)
-    with pytest.raises(ValueError, match=r"dout must have shape \(2, 4, 3\)"):
-        groupnorm_backward(np.ones((2, 3, 4)), cache)
-    with pytest.raises(TypeError, match="dout must be a floating-point"):
-        groupnorm_backward(np.ones((2, 4, 3), dtype=int), cache)
-    out = groupnorm_forward(x, 2, np.ones(4), np.zeros(4))
-    with pytest.raises(TypeError, match=r"cache must be the 4-tuple returned by groupnorm_forward"):
-        groupnorm_backward(np.ones((2, 4, 3)), out)
-    with pytest.raises(TypeError, match="got tuple of length 3"):
-        groupnorm_backward(np.ones((2, 4, 3)), cache[:3])
-
-
-def test_groupnorm_backward_does_not_mutate_inputs():
-    rng = np.random.default_rng(15)
-    x, dout = rng.normal(size=(2, 4, 3)), rng.normal(size=(2, 4, 3))
-    gamma, beta = _params(rng, (4,))
-    copies = [a.copy() for a in (x, gamma, beta, dout)]
-    _, cache = groupnorm_forward(x, 2, gamma, beta, return_cache=True)
-    cache_copy = [np.copy(a) for a in cache[:3]]
-    groupnorm_backward(dout, cache)
-    for a, c in zip((x, gamma, beta, dout, *cache[:3]), copies + cache_copy):
-        assert np.array_equal(a, c)
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(dout=np.ones((2, 3, 6))), ValueError, r"dout must have shape \(2, 6, 3\)"),
+        (dict(dout=np.ones((2, 6, 3), dtype=int)), TypeError, "dout must be a floating-point"),
+        (dict(num_groups=4), ValueError, "C = 6 must be divisible by num_groups = 4"),
+        (dict(num_groups=0), ValueError, "num_groups must be a positive integer"),
+        (dict(num_groups=2.0), ValueError, "num_groups must be a positive integer"),
+        (dict(gamma=np.ones(3)), ValueError, r"gamma must have shape \(6,\)"),
+        (dict(x=np.ones(6)), ValueError, "x must have at least 2 dimensions"),
+        (dict(x=np.ones((2, 6, 3), dtype=np.int32)), TypeError, "x must be a floating-point"),
+        (dict(x=np.ones((2, 6, 0)), dout=np.ones((2, 6, 0))), ValueError,
+         "each group must contain at least one value"),
+        (dict(eps=0.0), ValueError, "eps must be a positive number"),
+    ],
+)
+def test_groupnorm_backward_bad_inputs(kwargs, error, match):
+    args = dict(dout=np.ones((2, 6, 3)), x=np.ones((2, 6, 3)) + np.arange(3.0), num_groups=2,
+                gamma=np.ones(6))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        groupnorm_backward(**args)
 
 
 # --------------------------------------------------------------------------- RMS norm
@@ -430,12 +423,11 @@ def test_rmsnorm_backward_matches_autograd(shape, eps):
     x = rng.normal(0.5, 0.3, size=shape)
     weight = rng.normal(size=shape[-1])
     dout = rng.normal(size=shape)
-    out, cache = rmsnorm_forward(x, weight, eps=eps, return_cache=True)
-    dx, dweight = rmsnorm_backward(dout, cache)
-    t_out, t_dx, t_dweight = _torch_rmsnorm(x, weight, eps, dout)
-    assert rel_error(out, t_out) < 1e-10
+    dx, dweight = rmsnorm_backward(dout, x, weight, eps=eps)
+    _, t_dx, t_dweight = _torch_rmsnorm(x, weight, eps, dout)
     assert rel_error(dx, t_dx) < 1e-10
     assert rel_error(dweight, t_dweight) < 1e-10
+    assert dx.dtype == dweight.dtype == np.float64
 
 
 @pytest.mark.parametrize("shape", [(3, 6), (2, 3, 4), (5,)])
@@ -444,8 +436,7 @@ def test_rmsnorm_backward_matches_finite_differences(shape):
     x = rng.normal(1.0, 1.0, size=shape)
     weight = rng.normal(size=shape[-1])
     dout = rng.normal(size=shape)
-    _, cache = rmsnorm_forward(x, weight, return_cache=True)
-    dx, dweight = rmsnorm_backward(dout, cache)
+    dx, dweight = rmsnorm_backward(dout, x, weight)
     assert rel_error(dx, numerical_gradient(lambda a: rmsnorm_forward(a, weight), x, dout)) < 1e-7
     assert rel_error(dweight, numerical_gradient(lambda w: rmsnorm_forward(x, w), weight, dout)) < 1e-7
 
@@ -461,10 +452,8 @@ def test_rmsnorm_backward_property_against_autograd(shape, seed, scale):
     x = (rng.normal(size=shape) + rng.normal()) * scale
     weight = rng.normal(size=shape[-1])
     dout = rng.normal(size=shape)
-    out, cache = rmsnorm_forward(x, weight, return_cache=True)
-    dx, dweight = rmsnorm_backward(dout, cache)
+    dx, dweight = rmsnorm_backward(dout, x, weight)
     _, t_dx, t_dweight = _torch_rmsnorm(x, weight, 1e-6, dout)
-    assert np.array_equal(out, rmsnorm_forward(x, weight))  # the cache changes nothing
     assert np.allclose(dx, t_dx, rtol=1e-9, atol=1e-9 / scale)
     assert np.allclose(dweight, t_dweight, rtol=1e-10, atol=1e-11)
 
@@ -478,12 +467,10 @@ def test_rmsnorm_gradient_is_orthogonal_to_the_input_as_eps_vanishes(shape, seed
     x = rng.normal(size=shape) + 2.0
     dout = rng.normal(size=shape)
     weight = rng.normal(size=shape[-1])
-    _, cache = rmsnorm_forward(x, weight, eps=1e-14, return_cache=True)
-    dx, _ = rmsnorm_backward(dout, cache)
+    dx, _ = rmsnorm_backward(dout, x, weight, eps=1e-14)
     scale = np.abs(dx * x).sum(axis=-1)
     assert np.all(np.abs((dx * x).sum(axis=-1)) <= 1e-10 * (1 + scale))
-    _, cache = rmsnorm_forward(x, weight, eps=1e-1, return_cache=True)
-    dx, _ = rmsnorm_backward(dout, cache)
+    dx, _ = rmsnorm_backward(dout, x, weight, eps=1e-1)
     assert np.abs((dx * x).sum(axis=-1)).max() > 1e-6
 
 
@@ -492,29 +479,49 @@ def test_rmsnorm_backward_layernorm_gradient_bug_is_caught():
     rng = np.random.default_rng(18)
     x, dout = rng.normal(2.0, 1.0, size=(4, 6)), rng.normal(size=(4, 6))
     weight = rng.normal(size=6)
-    _, cache = rmsnorm_forward(x, weight, return_cache=True)
-    xhat, inv_rms, _ = cache
+    s = 1 / np.sqrt((x**2).mean(axis=-1, keepdims=True) + 1e-6)
+    xhat = x * s
     g = dout * weight
-    buggy = inv_rms * (g - g.mean(axis=-1, keepdims=True) - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
+    buggy = s * (g - g.mean(axis=-1, keepdims=True) - xhat * np.mean(g * xhat, axis=-1, keepdims=True))
     _, t_dx, _ = _torch_rmsnorm(x, weight, 1e-6, dout)
-    assert rel_error(rmsnorm_backward(dout, cache)[0], t_dx) < 1e-10
+    assert rel_error(rmsnorm_backward(dout, x, weight)[0], t_dx) < 1e-10
     assert rel_error(buggy, t_dx) > 1e-2
 
 
-def test_rmsnorm_cache_layout_and_bad_inputs():
-    rng = np.random.default_rng(19)
-    x = rng.normal(size=(2, 3, 4))
-    weight = rng.normal(size=4)
-    out, (xhat, inv_rms, w) = rmsnorm_forward(x, weight, eps=1e-3, return_cache=True)
-    assert inv_rms.shape == (2, 3, 1)
-    assert rel_error(inv_rms, 1 / np.sqrt((x**2).mean(axis=-1, keepdims=True) + 1e-3)) < 1e-12
-    assert rel_error(out, weight * xhat) < 1e-12 and np.array_equal(w, weight)
-    with pytest.raises(ValueError, match=r"dout must have shape \(2, 3, 4\)"):
-        rmsnorm_backward(np.ones((2, 4)), (xhat, inv_rms, w))
-    with pytest.raises(TypeError, match="dout must be a floating-point"):
-        rmsnorm_backward(np.ones((2, 3, 4), dtype=np.int64), (xhat, inv_rms, w))
-    with pytest.raises(TypeError, match=r"cache must be the 3-tuple returned by rmsnorm_forward"):
-        rmsnorm_backward(np.ones((2, 3, 4)), [xhat, inv_rms, w])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(dout=np.ones((2, 4))), ValueError, r"dout must have shape \(2, 3, 4\)"),
+        (dict(dout=np.ones((2, 3, 4), dtype=np.int64)), TypeError, "dout must be a floating-point"),
+        (dict(weight=np.ones(3)), ValueError, r"weight must have shape \(4,\)"),
+        (dict(weight=np.ones(4, dtype=int)), TypeError, "weight must be a floating-point"),
+        (dict(x=np.ones((2, 3, 4), dtype=bool)), TypeError, "x must be a floating-point"),
+        (dict(x=np.float64(2.0), dout=np.float64(1.0)), ValueError,
+         "x must have at least 1 dimensions"),
+        (dict(x=np.ones((2, 0)), dout=np.ones((2, 0))), ValueError,
+         "the last axis of x must not be empty"),
+        (dict(eps=-1e-6), ValueError, "eps must be a positive number"),
+    ],
+)
+def test_rmsnorm_backward_bad_inputs(kwargs, error, match):
+    args = dict(dout=np.ones((2, 3, 4)), x=np.ones((2, 3, 4)), weight=np.ones(4))
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        rmsnorm_backward(**args)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_backward_passes_do_not_modify_their_inputs(dtype):
+    """float64 inputs are used without a copy (astype(copy=False)), so an in-place update
+    inside a backward pass would show up here; float32 exercises the converted path."""
+    rng = np.random.default_rng(15)
+    x, dout = rng.normal(size=(2, 4, 3)).astype(dtype), rng.normal(size=(2, 4, 3)).astype(dtype)
+    gamma, weight = rng.normal(size=4).astype(dtype), rng.normal(size=3).astype(dtype)
+    copies = [a.copy() for a in (x, dout, gamma, weight)]
+    groupnorm_backward(dout, x, 2, gamma)
+    rmsnorm_backward(dout, x, weight)
+    for a, c in zip((x, dout, gamma, weight), copies):
+        assert a.dtype == dtype and np.array_equal(a, c)
 
 
 # --------------------------------------------------------------------------- invariances

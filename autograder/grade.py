@@ -27,11 +27,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import nbformat
-
-from autograder import intake, judge, records, sandbox, submission, transport
+from autograder import fingerprint, intake, judge, records, sandbox, submission, transport
 from autograder.checks import core
 from autograder.gradebook import Gradebook
+from autograder.grading import judging
+from autograder.grading.record import Judged, Recorder
 from autograder.store import RecordStore, default_url, require_database
 
 PACKAGE = Path(__file__).resolve().parent
@@ -50,6 +50,8 @@ class Options:
     max_notebook_bytes: int = submission.MAX_NOTEBOOK_BYTES
     force: bool = False  # regrade unchanged submissions too
     seed: int | None = None  # fixes the run's seeds (to reproduce a run)
+    batch_size: int = 100  # submissions recorded per transaction
+    batch_seconds: float = 2.0  # longest a judged submission waits to be recorded
 
     @property
     def url(self) -> str:
@@ -130,12 +132,7 @@ class ChapterRun:
 
     def _version(self) -> str:
         """Fingerprint of everything that decides a grade except the submission itself."""
-        digest = hashlib.sha256()
-        files = [self.template, *(PACKAGE / name for name in ("runner.py", "transport.py", "judge.py", "submission.py")),
-                 *sorted(self.checks_dir.glob("*.py")), *sorted((PACKAGE / "checks").glob("*.py"))]
-        for path in files:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-        return digest.hexdigest()
+        return fingerprint.chapter_fingerprint(self.chapter, [self.template, *self.checks_dir.glob("*.py")])
 
     def plan_json(self, prepared: submission.Prepared, limits: sandbox.Limits) -> dict:
         plan = self.plan  # also makes inputs_file and hide_torch
@@ -179,13 +176,6 @@ def _timestamp(path: Path) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class Grader:
@@ -235,6 +225,17 @@ class Grader:
         return path if path.is_file() else self.course / "release" / chapter / f"{chapter}.ipynb"
 
     def _grade_all(self, todo, runs, workdir: Path, gb: Gradebook, store: RecordStore, summary: Summary) -> None:
+        def recorded(record: records.SubmissionRecord) -> None:
+            (summary.graded if record.status == records.GRADED else summary.failed).append(record)
+
+        recorder = Recorder(gb, lambda student, chapter: self.course / "autograded" / student / chapter / f"{chapter}.ipynb",
+                            batch_size=self.o.batch_size, max_wait=self.o.batch_seconds, on_recorded=recorded)
+        try:
+            self._run_jobs(todo, runs, workdir, recorder)
+        finally:
+            recorder.flush()  # what was judged is kept, even when the run is interrupted
+
+    def _run_jobs(self, todo, runs, workdir: Path, recorder: Recorder) -> None:
         jobs = self.o.jobs or os.cpu_count() or 1
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(jobs):
@@ -266,25 +267,26 @@ class Grader:
                                        else (records.GRADER_ERROR, _grader_error(exc)))
                     record = records.SubmissionRecord(item.student, item.chapter, status, message,
                                                       sha256=digest, graded_at=_now())
-                    self._finish(record, None, None, fingerprint, gb, store, summary)
+                    self._finish(record, None, None, fingerprint, recorder)
                     done += 1
                     self.progress(done, total, f"{item.student}/{item.chapter}: {status}")
                     continue
                 future = pool.submit(execute, job_dir, run)
                 pending[future] = (item, fingerprint, digest, prepared, run, job_dir)
             while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                finished, _ = wait(pending, timeout=recorder.max_wait, return_when=FIRST_COMPLETED)
+                if recorder.due():
+                    recorder.flush()
                 for future in finished:
                     item, fingerprint, digest, prepared, run, job_dir = pending.pop(future)
                     try:
                         result = future.result()
                         record, nb = self._judge(item, digest, prepared, run, result)
-                        record.duration_s = round(result.seconds, 3)  # in the sandbox, not waiting for a slot
-                        self._finish(record, nb, item, fingerprint, gb, store, summary)
+                        self._finish(record, nb, item, fingerprint, recorder)
                     except Exception as exc:  # noqa: BLE001 (one submission never stops the batch)
                         record = records.SubmissionRecord(item.student, item.chapter, records.GRADER_ERROR,
                                                           _grader_error(exc), sha256=digest, graded_at=_now())
-                        self._finish(record, None, None, fingerprint, gb, store, summary)
+                        self._finish(record, None, None, fingerprint, recorder)
                     shutil.rmtree(job_dir, ignore_errors=True)
                     done += 1
                     self.progress(done, total, f"{item.student}/{item.chapter}: {record.status}")
@@ -313,30 +315,12 @@ class Grader:
         return dest
 
     def _judge(self, item, digest, prepared, run: ChapterRun, result: sandbox.RunResult):
-        positions = {gid: index for index, gid in prepared.test_cells()}
-        verdicts = judge.judge_run(run.plan, positions, result, self.o.limits)
-        nb = submission.to_notebook(prepared, verdicts.outputs)
-        record = records.SubmissionRecord(
-            student=item.student, chapter=item.chapter, status=verdicts.status, message=verdicts.message,
-            sha256=digest, cells=verdicts.cells, checks=verdicts.checks,
-            notes=list(prepared.notes) + verdicts.notes,
-            seeds=dict(run.plan.seeds), graded_at=_now(),
-        )
-        return record, nb
+        return judging.judge_submission(item.student, item.chapter, digest, prepared, run.plan, result, self.o.limits)
 
-    def _finish(self, record, nb, item, fingerprint, gb: Gradebook, store: RecordStore, summary: Summary) -> None:
-        if nb is not None:
-            folder = self.course / "autograded" / record.student / record.chapter
-            _write_atomic(folder / f"{record.chapter}.ipynb", nbformat.writes(nb).encode())
-            stamp = self.course / "submitted" / record.student / record.chapter / "timestamp.txt"
-            timestamp = stamp.read_text() if stamp.exists() else None
-            if timestamp:
-                (folder / "timestamp.txt").write_text(timestamp)
-            gb.save(record.chapter, record.student, nb, timestamp)
-        # Last: a run cut off before this line regrades the submission; so does the next run
-        # after a grader error (its fingerprint is not kept).
-        store.put(record, "" if record.status == records.GRADER_ERROR else fingerprint)
-        (summary.graded if record.status == records.GRADED else summary.failed).append(record)
+    def _finish(self, record, nb, item, fingerprint, recorder: Recorder) -> None:
+        stamp = self.course / "submitted" / record.student / record.chapter / "timestamp.txt"
+        timestamp = stamp.read_text() if nb is not None and stamp.exists() else None
+        recorder.add(Judged(record, nb, fingerprint, timestamp))
 
 
 def grade(submissions: Path, options: Options, progress=None) -> Summary:

@@ -6,6 +6,10 @@ The assignment's cells are registered with nbgrader's ``SaveCells`` (what
 ``SaveAutoGrades`` rules (``determine_grade``: an error or stderr output in a test cell
 scores 0, an untouched answer cell gets "No response."), over one open connection for the
 whole run. Manual grades already in the gradebook are kept.
+
+:meth:`Gradebook.save_many` writes many notebooks in one transaction (nbgrader's own calls
+commit after every cell, which made recording cost more than grading): the same rules, with
+each submission's grades and comments loaded in one query instead of one per cell.
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import _tools_on_path
+
+
+class TransactionAborted(RuntimeError):
+    """A write inside :meth:`Gradebook.transaction` failed and everything in it was undone."""
 
 
 class Gradebook(contextlib.AbstractContextManager):
@@ -39,6 +47,54 @@ class Gradebook(contextlib.AbstractContextManager):
         resources = {"nbgrader": {"db_url": self.db_url, "assignment": chapter, "notebook": chapter}}
         with _tools_on_path():
             SaveCells(log=logging.getLogger("autograder")).preprocess(nb, resources)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One transaction around everything inside: nbgrader's per-call commits become
+        flushes, and its rollback after a database error aborts the whole transaction
+        (instead of silently dropping what came before) so the caller knows."""
+        db = self.gb.db
+        commit, rollback = db.commit, db.rollback
+
+        def aborted() -> None:
+            raise TransactionAborted("the gradebook refused a write; the batch was rolled back")
+
+        db.commit, db.rollback = db.flush, aborted
+        try:
+            yield db
+        except BaseException:
+            db.commit, db.rollback = commit, rollback
+            db.rollback()
+            raise
+        db.commit, db.rollback = commit, rollback
+        db.commit()
+
+    def save_many(self, items) -> None:
+        """Record ``(chapter, student, notebook, timestamp)`` items, inside
+        :meth:`transaction`, by the rules of nbgrader's ``SaveAutoGrades``."""
+        from nbgrader import utils
+
+        log = logging.getLogger("autograder")
+        for chapter, student, nb, timestamp in items:
+            self.gb.update_or_create_student(student)
+            extra = {"timestamp": timestamp} if timestamp else {}
+            with warnings.catch_warnings():  # nbgrader's add_submission trips SQLAlchemy's autoflush warning
+                warnings.simplefilter("ignore")
+                self.gb.update_or_create_submission(chapter, student, **extra)
+            submitted = self.gb.find_submission_notebook(chapter, chapter, student)
+            grades = {g.cell.name: g for g in submitted.grades}
+            comments = {c.cell.name: c for c in submitted.comments}
+            for cell in nb.cells:
+                grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+                if utils.is_grade(cell):
+                    grade = grades[grade_id]
+                    grade.auto_score, _ = utils.determine_grade(cell, log)
+                    grade.needs_manual_grade = grade.manual_score is not None or grade.auto_score is None
+                if utils.is_solution(cell) or utils.is_task(cell):
+                    untouched = (cell.metadata.nbgrader.get("checksum", None) == utils.compute_checksum(cell)
+                                 and not utils.is_task(cell))
+                    comments[grade_id].auto_comment = "No response." if untouched else None
+            self.gb.db.flush()
 
     def save(self, chapter: str, student: str, nb: nbformat.NotebookNode, timestamp: str | None) -> None:
         """Record an autograded notebook's scores and comments for ``student``."""

@@ -19,6 +19,7 @@ from autograder import course, grade, records
 from autograder.checks import core
 from autograder.course import _tools_on_path
 from autograder.grade import ChapterRun, Options
+from autograder.grading.record import Recorder
 from autograder.store import RecordStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -309,24 +310,25 @@ def test_regrading_keeps_one_row_per_submission(regraded):
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
-    """Two students graded into another database with a fixed seed; storing the second
-    record fails as if the grader were killed there; then the run is started again."""
+    """Two students graded into another database with a fixed seed, one per transaction;
+    recording the second fails as if the grader were killed there; then the run is started
+    again."""
     root = tmp_path_factory.mktemp("interrupted")
     course_dir = copy_course(root)
     subs = make_class(root, {"ann": "reference", "bob": "untouched"})
     url = f"sqlite:///{root / 'elsewhere.db'}"
-    options = Options(course_dir, db_url=url, jobs=2, seed=11)
-    put = RecordStore.put
+    options = Options(course_dir, db_url=url, jobs=2, seed=11, batch_size=1)
+    write = Recorder._write
     calls = []
 
-    def failing_put(self, record, fingerprint):
-        calls.append(record.student)
+    def failing_write(self, batch):
+        calls.extend(j.record.student for j in batch)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed while storing")  # an interruption, not an error to record
-        return put(self, record, fingerprint)
+        return write(self, batch)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RecordStore, "put", failing_put)
+        patch.setattr(Recorder, "_write", failing_write)
         with pytest.raises(KeyboardInterrupt, match="killed while storing"):
             grade.grade(subs, options)
     stored_first = all_records(url)

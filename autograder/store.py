@@ -120,6 +120,12 @@ class RecordStore:
             ).first()
         return row[0] if row else None
 
+    def fingerprints(self) -> dict[tuple[str, str], str]:
+        """Every stored fingerprint by (student, chapter), in one query."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SUBMISSIONS.c.student, SUBMISSIONS.c.chapter, SUBMISSIONS.c.fingerprint)).all()
+        return {(student, chapter): fp for student, chapter, fp in rows}
+
     def put(self, record: SubmissionRecord, fingerprint: str) -> None:
         """Insert or replace the record of ``(record.student, record.chapter)`` atomically."""
         with self.engine.begin() as conn:  # one transaction: never half a record

@@ -12,6 +12,7 @@ whose record was lost is simply rewritten by the next run.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -46,6 +47,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _ipynb(nb: nbformat.NotebookNode) -> bytes:
+    """The notebook as ``.ipynb`` text. The grader built it from a validated release, so it
+    is written without nbformat's validation pass (which cost more than judging)."""
+    return (json.dumps(nb, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
+
+
 class Recorder:
     """Collects judged submissions and writes them ``batch_size`` at a time; ``on_recorded``
     hears of each one once it is committed."""
@@ -63,7 +70,7 @@ class Recorder:
     def add(self, item: Judged) -> None:
         if item.notebook is not None:
             path = self.autograded(item.record.student, item.record.chapter)
-            write_atomic(path, nbformat.writes(item.notebook).encode())
+            write_atomic(path, _ipynb(item.notebook))
             if item.timestamp:
                 (path.parent / "timestamp.txt").write_text(item.timestamp)
         if not self.pending:

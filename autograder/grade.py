@@ -25,25 +25,30 @@ def require_course(course_dir: Path) -> None:
 
 
 def text_progress(stream=sys.stderr) -> Callable[[int, int, str], None]:
-    """A one-line progress bar on a terminal; on a log, a line every tenth of the way."""
-    state = {"start": time.monotonic(), "last": -1}
+    """tqdm's progress bar: redrawn in place on a terminal; on a log, one line every tenth of
+    the way (tqdm's own line, so a log reads like the terminal)."""
+    from tqdm import tqdm
+
+    state: dict = {"start": time.monotonic(), "last": -1, "bar": None}
 
     def show(done: int, total: int, text: str) -> None:
         if total == 0:
             return
-        elapsed = time.monotonic() - state["start"]
-        eta = elapsed / done * (total - done) if done else 0.0
-        width = 30
-        bar = "#" * (width * done // total) + "." * (width - width * done // total)
-        line = f"[{bar}] {done}/{total}  {elapsed:5.0f} s elapsed, ~{eta:.0f} s left  {text}"[:160]
         if stream.isatty():
-            stream.write("\r" + line.ljust(160) + ("\n" if done == total else ""))
+            if state["bar"] is None:
+                state["bar"] = tqdm(total=total, file=stream, unit="nb", dynamic_ncols=True)
+            bar = state["bar"]
+            bar.set_postfix_str(text[:60], refresh=False)
+            bar.update(done - bar.n)
+            if done == total:
+                bar.close()
+            return
+        tenth = 10 * done // total
+        if tenth != state["last"] or done == total:
+            state["last"] = tenth
+            line = tqdm.format_meter(done, total, time.monotonic() - state["start"], ncols=100, unit="nb",
+                                     ascii=True, postfix=text[:60])
+            stream.write(line + "\n")
             stream.flush()
-        else:
-            tenth = 10 * done // total
-            if tenth != state["last"] or done == total:
-                state["last"] = tenth
-                stream.write(line + "\n")
-                stream.flush()
 
     return show

@@ -450,7 +450,8 @@ def test_text_progress_on_a_log_writes_a_line_every_tenth():
         show(done, 100, f"s{done}")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 11
-    assert lines[-1].startswith("[" + "#" * 30 + "] 100/100") and lines[-1].endswith("s100")
+    assert lines[5].startswith(" 50%|") and "| 50/100 [" in lines[5]
+    assert lines[-1].startswith("100%|" + "#" * 10) and "| 100/100 [" in lines[-1] and lines[-1].endswith("s100]")
 
 
 def test_a_grader_fault_on_one_submission_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):

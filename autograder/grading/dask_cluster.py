@@ -2,7 +2,8 @@
 
 Dask's idiom for a batch of independent jobs: ``client.submit(fn, payload, pure=False,
 retries=N)`` per job and results taken as they come. Only plain data travels: the job's
-bytes go out (the chapter's shared inputs and checks are scattered once, not sent per job),
+bytes go out (the chapter's shared inputs and checks are scattered to the workers once, not
+sent per job: dropout's inputs are 16 MB),
 the result's frames come back. Judging and recording stay in the coordinator.
 
 A worker that dies mid-job costs only time: the scheduler runs its jobs again elsewhere, and
@@ -14,6 +15,7 @@ touched.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 from autograder.grading import worker
@@ -60,13 +62,13 @@ class DaskCluster:
         parts = {name: data[name] for name in SHARED}
         digest = hashlib.sha256(repr(parts).encode()).hexdigest()
         if digest not in self._scattered:
-            [self._scattered[digest]] = self.client.scatter([parts], broadcast=False, hash=False)
+            # On every worker: a worker that dies must not take the only copy with it
+            # (a worker that joins later fetches it from the others).
+            [self._scattered[digest]] = self.client.scatter([parts], broadcast=True, hash=False)
         return self._scattered[digest]
 
     def run(self, jobs: Iterable[tuple[Any, Job]], idle: Callable[[], None] = lambda: None,
             tick: float = 1.0) -> Iterator[Outcome]:
-        from dask.distributed import wait
-
         jobs = iter(jobs)
         pending: dict = {}
         exhausted = False
@@ -84,10 +86,7 @@ class DaskCluster:
                 pending[future] = token
             if not pending:
                 return
-            try:
-                done = wait(list(pending), timeout=tick, return_when="FIRST_COMPLETED").done
-            except TimeoutError:
-                done = set()
+            done = self._first_done(pending, tick)
             idle()
             for future in done:
                 token = pending.pop(future)
@@ -99,6 +98,16 @@ class DaskCluster:
                         raise ClusterUnavailable(str(outcome))
                 future.release()
                 yield token, outcome
+
+    @staticmethod
+    def _first_done(pending: dict, tick: float) -> list:
+        """The futures that are done, waiting up to ``tick`` seconds for the first one."""
+        deadline = time.monotonic() + tick
+        while True:
+            done = [f for f in pending if f.done()]
+            if done or time.monotonic() >= deadline:
+                return done
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.client.close()

@@ -6,13 +6,12 @@ or the exception that stopped the job. Between results it calls ``idle`` at leas
 ``tick`` seconds (the recorder writes a batch that has waited long enough).
 
 - :class:`LocalPool` (the default): a thread per slot on this machine, each running one
-  bubblewrap sandbox at a time under its own uid. No dependency beyond the course's own.
+  bubblewrap sandbox at a time under a uid of its own. No dependency beyond the course's own.
 - :class:`~autograder.grading.dask_cluster.DaskCluster`: the same jobs on a Dask cluster.
 """
 from __future__ import annotations
 
 import os
-import queue
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -39,16 +38,9 @@ class LocalPool:
     def __init__(self, slots: int = 0, sandboxed: bool = True):
         self.slots = slots or os.cpu_count() or 1
         self.sandboxed = sandboxed
-        self._free: queue.Queue[int] = queue.Queue()
-        for slot in range(self.slots):
-            self._free.put(slot)
 
     def _execute(self, job: Job) -> RunResult:
-        slot = self._free.get()
-        try:
-            return worker.run(job, self.sandboxed, slot=slot)
-        finally:
-            self._free.put(slot)
+        return worker.run(job, self.sandboxed)  # a machine-wide free slot, see worker._Slot
 
     def run(self, jobs: Iterable[tuple[Any, Job]], idle: Callable[[], None] = lambda: None,
             tick: float = 1.0) -> Iterator[Outcome]:

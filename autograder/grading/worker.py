@@ -7,6 +7,8 @@ every job with a message that names the machine, unless the instructor chose to 
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
 import tempfile
@@ -21,23 +23,35 @@ class WorkerRefused(RuntimeError):
     """This machine cannot run student code safely (no working bubblewrap)."""
 
 
-_free_slots: list[int] = []
-_next_slot = [0]
-_lock = threading.Lock()
+SLOT_LOCKS = Path(tempfile.gettempdir()) / "autograder-slots"
 
 
-def _take_slot() -> int:
-    """A sandbox slot (and so a sandbox uid) no other job on this machine holds right now."""
-    with _lock:
-        if _free_slots:
-            return _free_slots.pop()
-        _next_slot[0] += 1
-        return _next_slot[0] - 1
+class _Slot:
+    """A sandbox slot (and so a sandbox uid) that no other job on this machine holds: the
+    first of ``SLOT_LOCKS/<n>.lock`` this process can lock. Machine-wide, so several Dask
+    workers (or a worker and a local run) on one machine never share a sandbox uid, whose
+    process limit would then count both; the lock goes with the process that dies."""
 
+    _lock = threading.Lock()
 
-def _give_slot(slot: int) -> None:
-    with _lock:
-        _free_slots.append(slot)
+    def __enter__(self) -> int:
+        SLOT_LOCKS.mkdir(mode=0o1777, parents=True, exist_ok=True)
+        with self._lock:
+            n = 0
+            while True:
+                fd = os.open(SLOT_LOCKS / f"{n}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    n += 1
+                    continue
+                self.fd, self.slot = fd, n
+                return n
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 def refusal(sandboxed: bool) -> str:
@@ -55,16 +69,12 @@ def run(job: Job, sandboxed: bool = True, slot: int | None = None) -> sandbox.Ru
     why = refusal(sandboxed)
     if why:
         raise WorkerRefused(why)
-    taken = _take_slot() if slot is None else slot
-    try:
+    with (_Slot() if slot is None else contextlib.nullcontext(slot)) as taken:
         with tempfile.TemporaryDirectory(prefix="autograder-job-") as folder:
             os.chmod(folder, 0o755)  # the sandbox uid reads the job through bind mounts
             job_dir, checks_dir = job.write(Path(folder))
             return sandbox.run_job(job_dir, checks_dir, job.sandbox_limits(), slot=taken,
                                    hide_torch=job.hide_torch, sandboxed=sandboxed)
-    finally:
-        if slot is None:
-            _give_slot(taken)
 
 
 def result_to_data(result: sandbox.RunResult) -> dict:

@@ -25,10 +25,13 @@ LIBRARIES = ("numpy", "torch", "nbgrader")  # compute expected values, run answe
 
 # The modules whose code decides a grade. Everything they import is found from here.
 GRADING_MODULES = (
-    "autograder.judge",  # frames -> verdicts, status, points
+    "autograder.grading.prepare",  # the plan: seeds, inputs, what the sandbox runs
     "autograder.runner",  # runs the notebook and the checks inside the sandbox
-    "autograder.submission",  # what is kept of a submission, repairs
     "autograder.sandbox",  # the limits' meaning and the sandbox itself
+    "autograder.submission",  # what is kept of a submission, repairs
+    "autograder.grading.judging",  # frames -> verdicts, status, points, the record
+    "autograder.judge",
+    "autograder.gradebook",  # scores as nbgrader's rules give them
 )
 
 

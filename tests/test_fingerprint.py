@@ -30,9 +30,11 @@ def test_grading_files_are_found_from_the_imports():
             "solutions/batchnorm.py", "solutions/_validate.py", "solutions/__init__.py"} <= files
     # the judge, the in-sandbox runner and what they import
     assert {"autograder/judge.py", "autograder/runner.py", "autograder/transport.py",
-            "autograder/records.py", "autograder/submission.py"} <= files
+            "autograder/records.py", "autograder/submission.py", "autograder/grading/prepare.py",
+            "autograder/grading/judging.py", "autograder/gradebook.py"} <= files
     # what cannot change a grade
     assert not files & {"autograder/feedback.py", "autograder/export.py", "autograder/cli.py",
+                        "autograder/grading/dask_cluster.py", "autograder/notebooks.py",
                         "solutions/experiments.py", "autograder/checks/pooling.py", "solutions/pooling.py"}
 
 

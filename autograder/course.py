@@ -7,8 +7,6 @@ instructor would run it, and with its gradebook inside the temporary directory.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
 import sys

@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from autograder import submission  # noqa: F401 (tests patch grade.submission.prepare)
+from autograder import submission  # tests patch grade.submission.prepare
 from autograder.coursedir import CourseDir
 from autograder.grading.find import sha256_file  # noqa: F401
 from autograder.grading.pipeline import Grader, Options, Summary, grade  # noqa: F401
 from autograder.grading.prepare import ChapterRun  # noqa: F401
 from autograder.store import default_url  # noqa: F401
+
+__all__ = ["ChapterRun", "Grader", "Options", "Summary", "default_url", "grade", "require_course",
+           "sha256_file", "submission", "text_progress"]
 
 
 def require_course(course_dir: Path) -> None:

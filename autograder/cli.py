@@ -15,9 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from autograder import course
-
-DEFAULT_COURSE = course.EXERCISES
+DEFAULT_COURSE = Path(__file__).resolve().parent.parent / "exercises"
 
 
 def _course_args(parser: argparse.ArgumentParser, db: bool = True) -> None:
@@ -48,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="fix the run's test inputs (to reproduce a run)")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="run student code without bubblewrap (only where it cannot do harm)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the sandboxes on the Dask scheduler at ADDRESS (e.g. tcp://host:8786)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _course_args(p)
 
@@ -71,7 +71,7 @@ def _release(args) -> int:
 
     try:
         totals = release.release(args.chapters, exercises_dir=args.course)
-    except (release.ReleaseError, course.NbgraderError) as exc:
+    except (release.ReleaseError, release.course.NbgraderError) as exc:
         print(exc, file=sys.stderr)
         return 1
     for chapter, (score, maximum) in totals.items():
@@ -81,6 +81,7 @@ def _release(args) -> int:
 
 def _grade(args) -> int:
     from autograder import grade, intake, sandbox, store
+    from autograder.grading.dask_cluster import ClusterUnavailable
 
     limits = sandbox.Limits(wall_seconds=args.timeout, cpu_seconds=int(args.timeout),
                             memory_bytes=int(args.memory * 2**30))
@@ -88,12 +89,14 @@ def _grade(args) -> int:
         course_dir=args.course, db_url=args.db, jobs=args.jobs, limits=limits,
         sandboxed=not args.unsafe_no_sandbox, chapter=args.chapter, pattern=args.pattern,
         max_notebook_bytes=int(args.max_notebook_mb * 2**20), force=args.force, seed=args.seed,
+        cluster=args.cluster,
     )
     if args.unsafe_no_sandbox:
         print("warning: grading WITHOUT a sandbox: student code runs with your permissions", file=sys.stderr)
     try:
         summary = grade.grade(args.submissions, options, None if args.quiet else grade.text_progress())
-    except (sandbox.SandboxUnavailable, intake.IntakeError, store.DatabaseUnavailable, FileNotFoundError) as exc:
+    except (sandbox.SandboxUnavailable, ClusterUnavailable, intake.IntakeError, store.DatabaseUnavailable,
+            FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(summary.lines()))

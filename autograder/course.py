@@ -7,8 +7,6 @@ instructor would run it, and with its gradebook inside the temporary directory.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 import nbformat
 
 from autograder import notebooks
+from autograder.tools import tools_on_path as _tools_on_path
 
 REPO = Path(__file__).resolve().parent.parent
 EXERCISES = REPO / "exercises"
@@ -26,19 +25,6 @@ COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints
 
 class NbgraderError(RuntimeError):
     """nbgrader exited with an error; the message carries its output."""
-
-
-@contextlib.contextmanager
-def _tools_on_path():
-    """nbgrader's gradebook shells out to ``alembic``, installed next to this Python: make
-    sure it is found even when the virtual environment is not activated."""
-    old = os.environ.get("PATH", "")
-    bindir = str(Path(sys.executable).parent)
-    os.environ["PATH"] = bindir + os.pathsep + old
-    try:
-        yield
-    finally:
-        os.environ["PATH"] = old
 
 
 def run_nbgrader(course_dir: Path, *args: str, timeout: float = 600) -> str:

@@ -13,11 +13,11 @@ import math
 import re
 import statistics
 from collections import Counter
-from html import escape
 from pathlib import Path
 from typing import Iterable
 
-from autograder.feedback import clip, fmt, page, write_atomic
+from autograder import templates
+from autograder.feedback import CSS, fmt, write_atomic
 from autograder.parts import ManualGrade, Part, Scores, parts_of, score
 from autograder.records import GRADED, STATUSES, SubmissionRecord
 
@@ -89,10 +89,6 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(data: str, alt: str) -> str:
-    return f"<img src=\"data:image/png;base64,{data}\" alt=\"{escape(alt)}\">"
-
-
 def total_histogram(totals: list[float], maximum: float) -> str:
     """A histogram of the total scores, as a base64 PNG."""
     from matplotlib.figure import Figure
@@ -147,60 +143,8 @@ def part_histograms(chapter: str, parts: list[Part], fractions: dict[str, list[f
     return _png(fig)
 
 
-def _table(headers: list[str], rows: list[str], numeric: int = 0, css: str = "") -> str:
-    """A table with the given (already escaped) rows; the last ``numeric`` columns are
-    numbers, aligned right."""
-    cells = "".join(
-        f"<th class=\"num\">{h}</th>" if i >= len(headers) - numeric else f"<th>{h}</th>"
-        for i, h in enumerate(headers)
-    )
-    cls = f" class=\"{css}\"" if css else ""
-    return f"<table{cls}><thead><tr>{cells}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
-def _status_table(records: list[SubmissionRecord]) -> str:
-    counts = Counter(r.status for r in records)
-    order = [s for s in STATUSES if counts[s]] + sorted(set(counts) - set(STATUSES))
-    rows = [f"<tr><td>{escape(s)}</td><td class=\"num\">{counts[s]}</td></tr>" for s in order]
-    return _table(["Status", "Submissions"], rows, numeric=1, css="narrow")
-
-
-def _failures_section(graded: list[SubmissionRecord], parts: list[Part]) -> str:
-    """Per autograded part, its most common failure messages among the graded submissions."""
-    rows = []
-    for part in parts:
-        if not part.autograded:
-            continue
-        counts = failure_counts(graded, part.grade_id)
-        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FAILURES]
-        for i, (msg, count) in enumerate(top):
-            name = f"<td rowspan=\"{len(top)}\"><code>{escape(part.grade_id)}</code></td>" if i == 0 else ""
-            rows.append(
-                f"<tr>{name}<td class=\"msg\">{escape(clip(msg, 300))}</td><td class=\"num\">{count}</td>"
-                f"<td class=\"num\">{100 * count / len(graded):.0f}%</td></tr>"
-            )
-    if not rows:
-        return "<p>No check failed.</p>"
-    return _table(["Part", "Message (numbers as #)", "Submissions", "Share of graded"], rows, numeric=2)
-
-
-def _not_graded_section(records: list[SubmissionRecord]) -> str:
-    rows = [
-        f"<tr><td>{escape(r.student)}</td><td>{escape(r.status)}</td>"
-        f"<td class=\"msg\">{escape(clip(r.message, 500))}</td></tr>"
-        for r in records
-        if r.status != GRADED
-    ]
-    if not rows:
-        return "<p>Every submission was graded.</p>"
-    return _table(["Student", "Status", "Reason"], rows)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _chapter_section(chapter: str, scored: list[tuple[SubmissionRecord, Scores]], parts: list[Part]) -> str:
+def _chapter(chapter: str, scored: list[tuple[SubmissionRecord, Scores]], parts: list[Part]) -> dict:
+    """What the report shows of one chapter (rendered by ``templates/report.html``)."""
     records = [r for r, _ in scored]
     graded = [r for r in records if r.status == GRADED]
     totals = [s.total for _, s in scored]
@@ -215,27 +159,24 @@ def _chapter_section(chapter: str, scored: list[tuple[SubmissionRecord, Scores]]
         ]
         for p in parts
     }
-    awaiting = sum(1 for _, s in scored if s.awaiting)
-    summary = (
-        f"<p>{_plural(len(records), 'submission')}; total score mean {statistics.fmean(totals):.1f}, "
-        f"median {fmt(statistics.median(totals))} (out of {fmt(maximum)})."
-    )
-    if awaiting:
-        summary += f" {_plural(awaiting, 'written answer')} still awaiting a grader (counted as 0)."
-    return "\n".join([
-        f"<h2 id=\"{escape(chapter)}\">{escape(chapter)}</h2>",
-        summary + "</p>",
-        _status_table(records),
-        "<h3>Total scores</h3>",
-        _img(total_histogram(totals, maximum), f"histogram of total scores in {chapter}"),
-        "<h3>Points per part</h3>",
-        f"<p>Graded submissions only ({len(graded)}); written answers once graded.</p>",
-        _img(part_histograms(chapter, parts, fractions), f"histograms of points per part in {chapter}"),
-        "<h3>Most common failures</h3>",
-        _failures_section(graded, parts),
-        "<h3>Not graded</h3>",
-        _not_graded_section(records),
-    ])
+    counts = Counter(r.status for r in records)
+    order = [s for s in STATUSES if counts[s]] + sorted(set(counts) - set(STATUSES))
+    failures = []
+    for part in parts:
+        if part.autograded:
+            top = sorted(failure_counts(graded, part.grade_id).items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_FAILURES]
+            if top:
+                failures.append((part.grade_id, top))
+    return {
+        "name": chapter, "submissions": len(records), "graded": len(graded),
+        "mean": statistics.fmean(totals), "median": statistics.median(totals), "maximum": maximum,
+        "awaiting": sum(1 for _, s in scored if s.awaiting),
+        "statuses": [(s, counts[s]) for s in order],
+        "totals_png": total_histogram(totals, maximum),
+        "parts_png": part_histograms(chapter, parts, fractions),
+        "failures": failures,
+        "not_graded": [r for r in records if r.status != GRADED],
+    }
 
 
 def write_report(
@@ -248,14 +189,8 @@ def write_report(
     total scores and of each part's points, the most common failure messages per part and
     the submissions that could not be graded."""
     scored = _scored(records, manual, parts)
-    chapters = sorted({r.chapter for r, _ in scored})
-    body = ["<h1>Class report</h1>"]
-    if not chapters:
-        body.append("<p>No submission has been graded yet.</p>")
-    else:
-        links = ", ".join(f"<a href=\"#{escape(c)}\">{escape(c)}</a>" for c in chapters)
-        body.append(f"<p>{_plural(len(scored), 'submission')} in {_plural(len(chapters), 'chapter')}: {links}.</p>")
-    for chapter in chapters:
-        of_chapter = [(r, s) for r, s in scored if r.chapter == chapter]
-        body.append(_chapter_section(chapter, of_chapter, parts_of(parts, chapter)))
-    return write_atomic(Path(path), page("Class report", "\n".join(body)).encode("utf-8"))
+    chapters = [_chapter(ch, [(r, s) for r, s in scored if r.chapter == ch], parts_of(parts, ch))
+                for ch in sorted({r.chapter for r, _ in scored})]
+    html = templates.render("report.html", title="Class report", css=CSS, chapters=chapters,
+                            submissions=len(scored))
+    return write_atomic(Path(path), html.encode("utf-8"))

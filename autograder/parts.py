@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 from sqlalchemy import create_engine, inspect
 
-from autograder.course import _tools_on_path
+from autograder.tools import tools_on_path as _tools_on_path
 from autograder.records import SubmissionRecord
 
 

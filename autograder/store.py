@@ -73,6 +73,22 @@ def default_url(course_dir: Path) -> str:
     return f"sqlite:///{Path(course_dir).resolve() / 'gradebook.db'}"
 
 
+def put_rows(conn, items) -> None:
+    """Insert or replace the rows of ``(record, fingerprint)`` items through ``conn`` (a
+    connection or session whose transaction the caller owns)."""
+    if not items:
+        return
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows = {(r.student, r.chapter): dict(student=r.student, chapter=r.chapter, fingerprint=fp, status=r.status,
+                                         record=r.to_json(), updated_at=now) for r, fp in items}
+    for chapter in {c for _, c in rows}:
+        students = [s for s, c in rows if c == chapter]
+        for start in range(0, len(students), 500):  # stay under every database's parameter limit
+            conn.execute(SUBMISSIONS.delete().where(SUBMISSIONS.c.chapter == chapter,
+                                                    SUBMISSIONS.c.student.in_(students[start:start + 500])))
+    conn.execute(SUBMISSIONS.insert(), list(rows.values()))
+
+
 class RecordStore:
     """Read and write :class:`SubmissionRecord` rows; one row per (student, chapter)."""
 
@@ -104,20 +120,16 @@ class RecordStore:
             ).first()
         return row[0] if row else None
 
+    def fingerprints(self) -> dict[tuple[str, str], str]:
+        """Every stored fingerprint by (student, chapter), in one query."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SUBMISSIONS.c.student, SUBMISSIONS.c.chapter, SUBMISSIONS.c.fingerprint)).all()
+        return {(student, chapter): fp for student, chapter, fp in rows}
+
     def put(self, record: SubmissionRecord, fingerprint: str) -> None:
         """Insert or replace the record of ``(record.student, record.chapter)`` atomically."""
-        values = dict(
-            student=record.student,
-            chapter=record.chapter,
-            fingerprint=fingerprint,
-            status=record.status,
-            record=record.to_json(),
-            updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        key = (SUBMISSIONS.c.student == record.student) & (SUBMISSIONS.c.chapter == record.chapter)
         with self.engine.begin() as conn:  # one transaction: never half a record
-            conn.execute(SUBMISSIONS.delete().where(key))
-            conn.execute(SUBMISSIONS.insert().values(**values))
+            put_rows(conn, [(record, fingerprint)])
 
     def get(self, student: str, chapter: str) -> SubmissionRecord | None:
         with self.engine.connect() as conn:

@@ -9,13 +9,15 @@ cell that lost its metadata, a written answer not yet written, a file too large.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import grade, judge, records, sandbox, submission
+from autograder import judge, records, sandbox, submission
+from autograder.coursedir import CourseDir
+from autograder.grading import worker
+from autograder.grading.prepare import ChapterRun
 
 
 @dataclass
@@ -90,36 +92,25 @@ def _advice(prepared: submission.Prepared, template: Path) -> list[str]:
 def check_notebook(path: Path, course_dir: Path, chapter: str | None = None,
                    limits: sandbox.Limits | None = None) -> CheckReport:
     limits = limits or sandbox.Limits(wall_seconds=600)
-    course_dir = Path(course_dir)
-    grade.require_course(course_dir)
-    chapters = sorted(p.name for p in (course_dir / "release").iterdir() if p.is_dir())
+    course = CourseDir(course_dir)
+    course.require()
+    chapters = course.chapters()
     chapter = chapter or guess_chapter(Path(path), chapters)
     if chapter not in chapters:
         return CheckReport(chapter or "?", False, [
             "This does not look like one of the course's exercise notebooks "
             f"({', '.join(chapters)}); pass --chapter if it is one."])
-    template = course_dir / "release" / chapter / f"{chapter}.ipynb"
+    template = course.release_notebook(chapter)
     try:
         prepared = submission.prepare(Path(path), template, chapter)
     except submission.Rejected as exc:
         return CheckReport(chapter, False, [exc.message])
     report = CheckReport(chapter, True, _advice(prepared, template))
+    run = ChapterRun(course.root, chapter, None, visible_only=True)
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as work:
-        workdir = Path(work)
-        os.chmod(workdir, 0o755)
-        run = grade.ChapterRun(course_dir, chapter, None, workdir, visible_only=True)
-        job = workdir / "job"
-        job.mkdir()
-        os.chmod(job, 0o755)
-        (job / "plan.json").write_text(json.dumps(run.plan_json(prepared, limits)))
-        os.link(run.inputs_file, job / "inputs.npz")
-        font_cache = sandbox.build_font_cache(workdir / "matplotlib")
-        if font_cache:
-            os.link(font_cache, job / font_cache.name)
-        for item in job.iterdir():
-            os.chmod(item, 0o644)
-        result = sandbox.run_job(job, run.checks_dir, limits, hide_torch=run.hide_torch,
-                                 sandboxed=not sandbox.probe())
+        font_cache = sandbox.build_font_cache(Path(work) / "matplotlib")
+        job = run.job(Path(path).name, prepared, limits, font_cache)
+        result = worker.run(job, sandboxed=not sandbox.probe(), slot=0)
     verdicts = judge.judge_run(run.plan, {gid: i for i, gid in prepared.test_cells()}, result, limits)
     report.status, report.message = verdicts.status, verdicts.message
     for verdict in verdicts.checks:

@@ -94,29 +94,14 @@ def pack(value: Any) -> bytes:
 
 
 def load_npz(data: bytes, max_bytes: int) -> dict[str, np.ndarray]:
-    """Arrays of an ``.npz`` from an untrusted source: no pickles, no object arrays, capped."""
+    """Arrays of an ``.npz`` from an untrusted source: no pickles, no object arrays, capped.
+
+    :func:`pack` never compresses, so a compressed member (a possible bomb) is refused, and
+    each member's header must declare a plain dtype and a size that fits in what is left of
+    ``max_bytes`` before its data is read."""
     if len(data) > max_bytes:
         raise BadPayload(f"{len(data)} bytes, more than the limit of {max_bytes}")
-    _check_members(data, max_bytes)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            arrays = {}
-            for name in npz.files:
-                arr = npz[name]
-                if arr.dtype.hasobject:
-                    raise BadPayload(f"{name} is an object array")
-                arrays[name] = arr
-    except BadPayload:
-        raise
-    except Exception as exc:  # truncated zip, pickled array, bad header...
-        raise BadPayload(f"not a valid npz ({type(exc).__name__}: {exc})") from None
-    return arrays
-
-
-def _check_members(data: bytes, max_bytes: int) -> None:
-    """Refuse before decompressing anything: :func:`pack` never compresses, so a compressed
-    member (a possible bomb) is refused, and each member's header must declare a plain dtype
-    and a size that fits in what is left of ``max_bytes``."""
+    arrays = {}
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             budget = max_bytes
@@ -128,18 +113,27 @@ def _check_members(data: bytes, max_bytes: int) -> None:
                 with archive.open(info) as member:
                     version = np.lib.format.read_magic(member)
                     if version == (1, 0):
-                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
                     else:
-                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-                if dtype.hasobject:
-                    raise BadPayload(f"{info.filename} is an object array")
-                budget -= int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-                if budget < 0:
-                    raise BadPayload(f"arrays larger than the limit of {max_bytes} bytes")
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+                    if dtype.hasobject:
+                        raise BadPayload(f"{info.filename} is an object array")
+                    size = int(np.prod(shape, dtype=np.int64))
+                    budget -= size * dtype.itemsize
+                    if budget < 0:
+                        raise BadPayload(f"arrays larger than the limit of {max_bytes} bytes")
+                    raw = member.read(size * dtype.itemsize)
+                if len(raw) != size * dtype.itemsize:
+                    raise BadPayload(f"{info.filename} is truncated")
+                arr = np.frombuffer(raw, dtype=dtype, count=size)
+                arr = arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                arrays[name] = arr
     except BadPayload:
         raise
-    except Exception as exc:
+    except Exception as exc:  # truncated zip, bad header...
         raise BadPayload(f"not a valid npz ({type(exc).__name__}: {exc})") from None
+    return arrays
 
 
 def unpack(data: bytes, max_bytes: int) -> Any:

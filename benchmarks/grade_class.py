@@ -57,6 +57,8 @@ import bugs  # noqa: E402
 from autograder import course, grade, intake, notebooks, sandbox, submission  # noqa: E402
 from autograder.checks import core  # noqa: E402
 from autograder.gradebook import Gradebook  # noqa: E402
+from autograder.grading import judging  # noqa: E402
+from autograder.grading.record import Recorder  # noqa: E402
 from autograder.store import RecordStore  # noqa: E402
 
 MIX = {"correct": 0.40, "buggy": 0.30, "stub": 0.15, "broken": 0.15}
@@ -261,8 +263,9 @@ def grade_with_autograder(course_dir: Path, submissions_dir: Path, jobs: int, se
         "submission.prepare": (submission, "prepare"),
         "ChapterRun (plan, inputs)": (grade.ChapterRun, "__init__"),
         "gradebook.register": (Gradebook, "register"),
-        "judge (incl. expected values)": (grade.Grader, "_judge"),
-        "record (notebook, gradebook, store)": (grade.Grader, "_finish"),
+        "judge (incl. expected values)": (judging, "judge_submission"),
+        "record: autograded notebook, queue": (Recorder, "add"),
+        "record: gradebook and store, per batch": (Recorder, "_write"),
     }
     with profile.watching(targets):
         started = time.perf_counter()

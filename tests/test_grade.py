@@ -19,6 +19,7 @@ from autograder import course, grade, records
 from autograder.checks import core
 from autograder.course import _tools_on_path
 from autograder.grade import ChapterRun, Options
+from autograder.grading.record import Recorder
 from autograder.store import RecordStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -309,24 +310,25 @@ def test_regrading_keeps_one_row_per_submission(regraded):
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory):
-    """Two students graded into another database with a fixed seed; storing the second
-    record fails as if the grader were killed there; then the run is started again."""
+    """Two students graded into another database with a fixed seed, one per transaction;
+    recording the second fails as if the grader were killed there; then the run is started
+    again."""
     root = tmp_path_factory.mktemp("interrupted")
     course_dir = copy_course(root)
     subs = make_class(root, {"ann": "reference", "bob": "untouched"})
     url = f"sqlite:///{root / 'elsewhere.db'}"
-    options = Options(course_dir, db_url=url, jobs=2, seed=11)
-    put = RecordStore.put
+    options = Options(course_dir, db_url=url, jobs=2, seed=11, batch_size=1)
+    write = Recorder._write
     calls = []
 
-    def failing_put(self, record, fingerprint):
-        calls.append(record.student)
+    def failing_write(self, batch):
+        calls.extend(j.record.student for j in batch)
         if len(calls) == 2:
             raise KeyboardInterrupt("killed while storing")  # an interruption, not an error to record
-        return put(self, record, fingerprint)
+        return write(self, batch)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RecordStore, "put", failing_put)
+        patch.setattr(Recorder, "_write", failing_write)
         with pytest.raises(KeyboardInterrupt, match="killed while storing"):
             grade.grade(subs, options)
     stored_first = all_records(url)
@@ -448,7 +450,8 @@ def test_text_progress_on_a_log_writes_a_line_every_tenth():
         show(done, 100, f"s{done}")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 11
-    assert lines[-1].startswith("[" + "#" * 30 + "] 100/100") and lines[-1].endswith("s100")
+    assert lines[5].startswith(" 50%|") and "| 50/100 [" in lines[5]
+    assert lines[-1].startswith("100%|" + "#" * 10) and "| 100/100 [" in lines[-1] and lines[-1].endswith("s100]")
 
 
 def test_a_grader_fault_on_one_submission_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):

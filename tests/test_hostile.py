@@ -517,19 +517,23 @@ def protected(the_class: Class) -> list[Path]:
             the_class.course_dir / "nbgrader_config.py", *(the_class.submitted(s) for s in HONEST)]
 
 
-def grade_class(root: Path, students: list[str]) -> Graded:
+def grade_class(root: Path, students: list[str], cluster: str | None = None) -> Graded:
     the_class = make_class(root, students)
     before = fingerprints(protected(the_class))
-    summary = grade.grade(the_class.submissions, grade.Options(the_class.course_dir, jobs=2, limits=LIMITS))
+    summary = grade.grade(the_class.submissions,
+                          grade.Options(the_class.course_dir, jobs=2, limits=LIMITS, cluster=cluster))
     with RecordStore(default_url(the_class.course_dir)) as store:
         found = {r.student: r for r in store.records(CHAPTER)}
     after = fingerprints(protected(the_class))
     return Graded(the_class, summary, found, course.scores(the_class.course_dir, CHAPTER), before, after)
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory) -> Graded:
-    return grade_class(tmp_path_factory.mktemp("hostile"), list(CASES))
+@pytest.fixture(scope="module", params=["local", "dask"])
+def graded(request, tmp_path_factory) -> Graded:
+    """The class graded by the local pool, and again through a Dask cluster (a scheduler
+    and two workers on 127.0.0.1): the same sandbox, the same verdicts."""
+    cluster = request.getfixturevalue("dask_cluster").address if request.param == "dask" else None
+    return grade_class(tmp_path_factory.mktemp(f"hostile-{request.param}"), list(CASES), cluster)
 
 
 # --- the whole class -----------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Grading a class: the pipeline's stages and where the sandboxes run."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autograder import templates
+from autograder.coursedir import CourseDir
 from autograder.parts import ManualGrade, Part, parts_of, score
 from autograder.records import GRADED, CheckVerdict, SubmissionRecord
 
@@ -70,7 +71,7 @@ def _path_component(name: str, what: str) -> str:
 def feedback_path(course_dir: Path, student: str, chapter: str) -> Path:
     student = _path_component(student, "student id")
     chapter = _path_component(chapter, "chapter name")
-    return Path(course_dir) / "feedback" / student / chapter / f"{chapter}.html"
+    return CourseDir(course_dir).feedback(student, chapter)
 
 
 def _check_labels(checks: list[CheckVerdict]) -> list[str]:

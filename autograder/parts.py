@@ -13,6 +13,7 @@ from pathlib import Path
 import nbformat
 from sqlalchemy import create_engine, inspect
 
+from autograder.coursedir import CourseDir
 from autograder.tools import tools_on_path as _tools_on_path
 from autograder.records import SubmissionRecord
 
@@ -33,7 +34,7 @@ class ManualGrade:
 
 
 def release_notebook(course_dir: Path, chapter: str) -> Path:
-    return Path(course_dir) / "release" / chapter / f"{chapter}.ipynb"
+    return CourseDir(course_dir).release_notebook(chapter)
 
 
 def chapter_parts(course_dir: Path, chapter: str) -> list[Part]:

@@ -11,7 +11,6 @@ notebooks are fingerprinted; afterwards they must be byte-identical.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import shutil
@@ -27,6 +26,8 @@ import bugs
 from autograder import course, grade, records, sandbox
 from autograder.records import GRADED, INVALID, KERNEL_DIED, TIMED_OUT, TOO_LARGE
 from autograder.store import RecordStore, default_url
+from hostile_kit import Submission, fingerprints, new_course, output_text, write_submission
+from hostile_kit import index as _index, text as _text
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed; CI installs it"
@@ -211,9 +212,6 @@ IMPORT_SOLUTIONS = "import solutions.batchnorm\nprint(solutions.batchnorm.__file
 
 # --- building the class ------------------------------------------------------------------------
 
-Submission = dict | bytes | Callable[[Path], None]
-
-
 @dataclass
 class Class:
     """The course being graded and what a builder may aim at."""
@@ -247,14 +245,6 @@ class Class:
 
     def autograded(self, student: str) -> Path:
         return self.course_dir / "autograded" / student / CHAPTER / f"{CHAPTER}.ipynb"
-
-
-def _text(source) -> str:
-    return source if isinstance(source, str) else "".join(source)
-
-
-def _index(nb: dict, grade_id: str) -> int:
-    return next(i for i, c in enumerate(nb["cells"]) if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
 
 
 def _edit_test_cell(c: Class, edit: Callable[[dict], None], grade_id: str = TORCH_4D) -> dict:
@@ -443,32 +433,10 @@ CASES: dict[str, Case] = {
 HONEST = ("honest1", "honest2")
 
 
-def write_submission(path: Path, submission: Submission) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if callable(submission):
-        submission(path)
-    elif isinstance(submission, bytes):
-        path.write_bytes(submission)
-    else:
-        path.write_text(json.dumps(submission, indent=1), encoding="utf-8")
-
-
-def fingerprints(paths: list[Path]) -> dict[str, str]:
-    """sha256 of every file under ``paths`` (files or folders), by path."""
-    files = [f for p in paths for f in ([p] if p.is_file() else sorted(p.rglob("*"))) if f.is_file()]
-    return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
-
-
 def make_class(root: Path, students: list[str]) -> Class:
     """A course with only the batchnorm chapter, and the submissions of ``students``."""
     course_dir = root / "course"
-    course_dir.mkdir(parents=True)
-    shutil.copy(course.EXERCISES / "nbgrader_config.py", course_dir / "nbgrader_config.py")
-    for part in ("source", "release"):
-        shutil.copytree(course.EXERCISES / part / CHAPTER, course_dir / part / CHAPTER, ignore=course.COPY_IGNORE)
-    release = course.read(course_dir / "release" / CHAPTER / f"{CHAPTER}.ipynb")
-    answers = course.answers(course.read(course_dir / "source" / CHAPTER / f"{CHAPTER}.ipynb"))
-    reference = json.loads(nbformat.writes(course.fill_answers(release, answers)))
+    reference = new_course(course_dir, CHAPTER)
     the_class = Class(course_dir, root / "submissions", reference)
     for student in students:
         write_submission(the_class.submitted(student), CASES[student].build(the_class))
@@ -500,15 +468,7 @@ class Graded:
 
     def shown(self, student: str, grade_id: str | None = None) -> str:
         """Everything that cell shows, as one text."""
-        return "\n".join(_output_text(o) for o in self.cell(student, grade_id).outputs)
-
-
-def _output_text(output: dict) -> str:
-    if output["output_type"] == "stream":
-        return output["text"]
-    if output["output_type"] == "error":
-        return f"{output['ename']}: {output['evalue']}"
-    return output.get("data", {}).get("text/plain", "")
+        return "\n".join(output_text(o) for o in self.cell(student, grade_id).outputs)
 
 
 def protected(the_class: Class) -> list[Path]:

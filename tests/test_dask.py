@@ -146,7 +146,7 @@ def test_a_worker_without_bubblewrap_refuses_with_a_clear_message(monkeypatch):
     from dask.distributed import LocalCluster
 
     monkeypatch.setattr(sandbox, "probe", lambda: "bubblewrap (the bwrap command) is not installed")
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
         with pytest.raises(ClusterUnavailable, match="refuses to run student code: bubblewrap .* --unsafe-no-sandbox"):
             DaskCluster(cluster.scheduler_address)
         unsafe = DaskCluster(cluster.scheduler_address, sandboxed=False)  # the instructor's explicit choice

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _release(args) -> int:
-    from autograder import release
+    from autograder.authoring import release
 
     try:
         totals = release.release(args.chapters, exercises_dir=args.course)
@@ -123,7 +123,8 @@ def _records(args):
 
 
 def _feedback(args) -> int:
-    from autograder import feedback, store
+    from autograder import store
+    from autograder.reports import feedback
 
     try:
         recs, manual, chapter_parts = _records(args)
@@ -139,7 +140,8 @@ def _feedback(args) -> int:
 
 
 def _export(args) -> int:
-    from autograder import export, store
+    from autograder import store
+    from autograder.reports import export
 
     try:
         recs, manual, chapter_parts = _records(args)

@@ -106,7 +106,7 @@ def chapter_fingerprint(chapter: str, released: Iterable[Path], extra: str = "",
     the code that grades it (found from :data:`GRADING_MODULES` and the chapter's checks),
     the libraries' versions and ``extra`` (e.g. the limits)."""
     digest = hashlib.sha256()
-    files = grading_files((*GRADING_MODULES, f"autograder.checks.{chapter}"), root)
+    files = grading_files((*GRADING_MODULES, f"autograder.authoring.checks.{chapter}"), root)
     for path in [*sorted(released), *files]:
         name = path.relative_to(root) if path.is_relative_to(root) else Path(path.parent.name, path.name)
         digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")

@@ -2,7 +2,7 @@
 
 Runs in the trusted process. The frames are untrusted bytes: every field is type-checked,
 outputs are re-sanitised, check outputs are loaded with ``allow_pickle=False`` and judged by
-the same :func:`autograder.checks.core.judge` a notebook uses, against expected values
+the same :func:`autograder.authoring.checks.core.judge` a notebook uses, against expected values
 computed here from the grader's own inputs.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 
 from autograder import records, transport
-from autograder.checks import core
+from autograder.authoring.checks import core
 from autograder.sandbox import Limits, RunResult
 
 ALLOWED_MIME = ("text/plain", "image/png", "image/jpeg", "text/latex", "text/markdown")

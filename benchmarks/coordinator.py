@@ -36,7 +36,8 @@ import nbformat  # noqa: E402
 
 import bugs  # noqa: E402
 import pgserver  # noqa: E402
-from autograder import course, records, sandbox, submission  # noqa: E402
+from autograder import records, sandbox, submission
+from autograder.authoring import course  # noqa: E402
 from autograder.gradebook import Gradebook  # noqa: E402
 from autograder.grading import judging, worker  # noqa: E402
 from autograder.grading.prepare import ChapterRun  # noqa: E402

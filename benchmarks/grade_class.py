@@ -22,7 +22,7 @@ The same notebooks are then graded twice from scratch, each grader in a fresh co
 Each grader keeps the environment an instructor would give it, and the report says what it
 was. The autograder runs first, so a cold file cache, if any, costs it and not nbgrader.
 Every graded cell's automatic score is then read from both gradebooks with
-``autograder.course.scores`` and compared; any disagreement is printed with both verdicts
+``autograder.authoring.course.scores`` and compared; any disagreement is printed with both verdicts
 and makes the exit status non-zero. A profile shows where the autograder's time goes.
 
 Usage: python benchmarks/grade_class.py [--students 60] [--chapters batchnorm pooling]
@@ -54,8 +54,9 @@ sys.path.insert(1, str(REPO / "tests"))  # the bug catalogue lives with the test
 import nbformat  # noqa: E402
 
 import bugs  # noqa: E402
-from autograder import course, grade, intake, notebooks, sandbox, submission  # noqa: E402
-from autograder.checks import core  # noqa: E402
+from autograder import grade, intake, sandbox, submission
+from autograder.authoring import course, notebooks  # noqa: E402
+from autograder.authoring.checks import core  # noqa: E402
 from autograder.gradebook import Gradebook  # noqa: E402
 from autograder.grading import judging  # noqa: E402
 from autograder.grading.record import Recorder  # noqa: E402

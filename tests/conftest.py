@@ -5,7 +5,7 @@ import pytest
 
 import pgserver
 
-from autograder import notebooks, release
+from autograder.authoring import notebooks, release
 
 
 @pytest.fixture(scope="session")

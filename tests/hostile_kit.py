@@ -10,7 +10,7 @@ from typing import Callable
 
 import nbformat
 
-from autograder import course
+from autograder.authoring import course
 
 # A notebook as JSON, raw bytes, or a function that writes the file itself.
 Submission = dict | bytes | Callable[[Path], None]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.batchnorm as module
-from autograder.checks import chapter_checks, run_check
-from autograder.specs.batchnorm import CHAPTER as SPEC
+import autograder.authoring.checks.batchnorm as module
+from autograder.authoring.checks import chapter_checks, run_check
+from autograder.authoring.specs.batchnorm import CHAPTER as SPEC
 import bugs
 from solutions import batchnorm as ref
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-import autograder.checks.bn_inference as module
+import autograder.authoring.checks.bn_inference as module
 import bugs
-from autograder.checks import chapter_checks, run_check
-from autograder.specs import bn_inference as spec_module
-from autograder.specs.bn_inference import CHAPTER as SPEC
+from autograder.authoring.checks import chapter_checks, run_check
+from autograder.authoring.specs import bn_inference as spec_module
+from autograder.authoring.specs.bn_inference import CHAPTER as SPEC
 from solutions import batchnorm as bn_ref
 from solutions import bn_inference as ref
 from solutions.gradcheck import rel_error

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.core as core
-from autograder.checks import (
+import autograder.authoring.checks.core as core
+from autograder.authoring.checks import (
     Check,
     CheckFailure,
     as_float_array,
@@ -230,7 +230,7 @@ def test_released_copy_finds_chapters_with_underscores(tmp_path, monkeypatch):
 
 def test_steps_can_run_apart_with_outputs_passed_as_plain_arrays(tmp_path):
     # How a grader runs student code elsewhere: only arrays cross over (.npz, no pickle).
-    from autograder.checks import call_student, expected_values, judge, make_inputs
+    from autograder.authoring.checks import call_student, expected_values, judge, make_inputs
 
     for fn, passed in ((square, True), (lambda x: x**3, False)):
         inputs = make_inputs(SQUARE, seed=11)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.dropout as module
-from autograder.checks import chapter_checks, run_check
-from autograder.specs.dropout import CHAPTER as SPEC
+import autograder.authoring.checks.dropout as module
+from autograder.authoring.checks import chapter_checks, run_check
+from autograder.authoring.specs.dropout import CHAPTER as SPEC
 import bugs
 from solutions import dropout as ref
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.layernorm as module
-from autograder.checks import chapter_checks, run_check
-from autograder.specs.layernorm import CHAPTER as SPEC
-from autograder.specs.layernorm import EXPERIMENT_CODE
+import autograder.authoring.checks.layernorm as module
+from autograder.authoring.checks import chapter_checks, run_check
+from autograder.authoring.specs.layernorm import CHAPTER as SPEC
+from autograder.authoring.specs.layernorm import EXPERIMENT_CODE
 import bugs
 from solutions import layernorm as ref
 from solutions.batchnorm import batchnorm_forward

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.network as module
+import autograder.authoring.checks.network as module
 import bugs
-from autograder import notebooks
-from autograder.checks import chapter_checks, run_check
-from autograder.specs.network import CHAPTER as SPEC
+from autograder.authoring import notebooks
+from autograder.authoring.checks import chapter_checks, run_check
+from autograder.authoring.specs.network import CHAPTER as SPEC
 from solutions import network as ref
 
 CHECKS = chapter_checks("network")

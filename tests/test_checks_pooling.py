@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import autograder.checks.pooling as module
+import autograder.authoring.checks.pooling as module
 import bugs
-from autograder import course, notebooks
-from autograder.checks import chapter_checks, make_inputs, run_check
-from autograder.specs.pooling import CHAPTER as SPEC
+from autograder.authoring import course, notebooks
+from autograder.authoring.checks import chapter_checks, make_inputs, run_check
+from autograder.authoring.specs.pooling import CHAPTER as SPEC
 from solutions import pooling as ref
 
 CHECKS = chapter_checks("pooling")
@@ -106,7 +106,7 @@ def test_the_notebook_answers_pass_everything():
 
 
 def test_self_check_cells_run_and_report_success(capsys):
-    from autograder.checks import gradient_check
+    from autograder.authoring.checks import gradient_check
 
     namespace = {**notebook_namespace(), "gradient_check": gradient_check}
     for part in SPEC.parts:

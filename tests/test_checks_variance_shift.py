@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import autograder.checks.variance_shift as module
-from autograder.checks import chapter_checks, make_inputs, run_check
-from autograder.specs.variance_shift import CHAPTER as SPEC
+import autograder.authoring.checks.variance_shift as module
+from autograder.authoring.checks import chapter_checks, make_inputs, run_check
+from autograder.authoring.specs.variance_shift import CHAPTER as SPEC
 import bugs
 from solutions import variance_shift as ref
 from solutions.dropout import dropout_forward

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import course
+from autograder.authoring import course
 from autograder.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.export import failure_counts, normalise, write_grades_csv, write_report
 from autograder.parts import ManualGrade, chapter_parts
+from autograder.reports.export import failure_counts, normalise, write_grades_csv, write_report
 from autograder.records import (
     GRADED, INVALID, KERNEL_DIED, STATUSES, TIMED_OUT, TOO_LARGE, CellScore, CheckVerdict, SubmissionRecord,
 )

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from autograder.feedback import feedback_path, write_feedback
 from autograder.parts import ManualGrade, chapter_parts
 from autograder.records import GRADED, INVALID, TIMED_OUT, CellScore, CheckVerdict, SubmissionRecord
+from autograder.reports.feedback import feedback_path, write_feedback
 
 EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
 PARTS = {ch: chapter_parts(EXERCISES, ch) for ch in ("batchnorm", "pooling")}

@@ -24,23 +24,23 @@ def _rel(paths):
 
 
 def test_grading_files_are_found_from_the_imports():
-    files = _rel(fingerprint.grading_files((*fingerprint.GRADING_MODULES, "autograder.checks.batchnorm")))
+    files = _rel(fingerprint.grading_files((*fingerprint.GRADING_MODULES, "autograder.authoring.checks.batchnorm")))
     # the chapter's checks, the reference they import lazily and what that imports
-    assert {"autograder/checks/batchnorm.py", "autograder/checks/core.py", "autograder/checks/__init__.py",
+    assert {"autograder/authoring/checks/batchnorm.py", "autograder/authoring/checks/core.py", "autograder/authoring/checks/__init__.py",
             "solutions/batchnorm.py", "solutions/_validate.py", "solutions/__init__.py"} <= files
     # the judge, the in-sandbox runner and what they import
     assert {"autograder/judge.py", "autograder/runner.py", "autograder/transport.py",
             "autograder/records.py", "autograder/submission.py", "autograder/grading/prepare.py",
             "autograder/grading/judging.py", "autograder/gradebook.py"} <= files
     # what cannot change a grade
-    assert not files & {"autograder/feedback.py", "autograder/export.py", "autograder/cli.py",
-                        "autograder/grading/dask_cluster.py", "autograder/notebooks.py",
-                        "solutions/experiments.py", "autograder/checks/pooling.py", "solutions/pooling.py"}
+    assert not files & {"autograder/reports/feedback.py", "autograder/reports/export.py", "autograder/cli.py",
+                        "autograder/grading/dask_cluster.py", "autograder/authoring/notebooks.py",
+                        "solutions/experiments.py", "autograder/authoring/checks/pooling.py", "solutions/pooling.py"}
 
 
 def test_relative_imports_are_followed():
-    files = _rel(fingerprint.grading_files(["autograder.checks.pooling"]))
-    assert {"autograder/checks/core.py", "solutions/pooling.py"} <= files
+    files = _rel(fingerprint.grading_files(["autograder.authoring.checks.pooling"]))
+    assert {"autograder/authoring/checks/core.py", "solutions/pooling.py"} <= files
 
 
 def test_the_fingerprint_is_stable_and_covers_the_limits(tmp_path):

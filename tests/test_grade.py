@@ -15,9 +15,10 @@ import nbformat
 import pytest
 
 import bugs
-from autograder import course, grade, records
-from autograder.checks import core
-from autograder.course import _tools_on_path
+from autograder import grade, records
+from autograder.authoring import course
+from autograder.authoring.checks import core
+from autograder.authoring.course import _tools_on_path
 from autograder.grade import ChapterRun, Options
 from autograder.grading.record import Recorder
 from autograder.store import RecordStore

@@ -8,7 +8,8 @@ import shutil
 import nbformat
 import pytest
 
-from autograder import course, grade, notebooks, records, sandbox
+from autograder import grade, records, sandbox
+from autograder.authoring import course, notebooks
 from autograder.store import RecordStore, default_url
 
 CHAPTERS = notebooks.chapters()

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from autograder import sandbox
-from autograder.course import EXERCISES
+from autograder.authoring.course import EXERCISES
 
 BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "grade_class.py"
 

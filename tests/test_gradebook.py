@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from autograder import submission
-from autograder.course import _tools_on_path
+from autograder.authoring.course import _tools_on_path
 from autograder.gradebook import Gradebook
 
 REPO = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ import nbformat
 import pytest
 
 import bugs
-from autograder import course, grade, records, sandbox
+from autograder import grade, records, sandbox
+from autograder.authoring import course
 from autograder.records import GRADED, INVALID, KERNEL_DIED, TIMED_OUT, TOO_LARGE
 from autograder.store import RecordStore, default_url
 from hostile_kit import Submission, fingerprints, new_course, output_text, write_submission

@@ -19,7 +19,8 @@ from typing import Callable
 
 import pytest
 
-from autograder import course, grade, records, sandbox
+from autograder import grade, records, sandbox
+from autograder.authoring import course
 from autograder.records import GRADED, TIMED_OUT
 from autograder.store import RecordStore, default_url
 from hostile_kit import fingerprints, index, new_course, output_text, text, write_submission

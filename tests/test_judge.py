@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from autograder import judge, records, transport
-from autograder.checks import core
+from autograder.authoring.checks import core
 from autograder.judge import Plan, _clean_outputs, judge_run
 from autograder.sandbox import Limits, RunResult
 from solutions import batchnorm as reference

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import bugs
-from autograder import course, release
+from autograder.authoring import course, release
 
 TAMPERED_CORE = b"\n\ndef check(*args, **kwargs):\n    return None\n"
 lost_cells = course.lost_cells

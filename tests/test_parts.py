@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.exc import SAWarning
 
-from autograder.course import _tools_on_path
+from autograder.authoring.course import _tools_on_path
 from autograder.parts import ManualGrade, Part, chapter_parts, manual_grades, parts_of, score
 from autograder.records import GRADED, TIMED_OUT, CellScore, SubmissionRecord
 

@@ -11,8 +11,8 @@ from autograder.grading.dask_cluster import DaskCluster
 def test_the_grading_path_does_not_import_the_notebook_generator():
     code = ("import sys, autograder.cli, autograder.grade, autograder.student_check, "
             "autograder.grading.dask_cluster, autograder.grading.worker; "
-            "print(sorted(m for m in sys.modules if m in ('autograder.notebooks', 'autograder.release', "
-            "'autograder.course', 'autograder.specs')))")
+            "print(sorted(m for m in sys.modules if m in ('autograder.authoring.notebooks', 'autograder.authoring.release', "
+            "'autograder.authoring.course', 'autograder.authoring.specs')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder import course, notebooks, release
+from autograder.authoring import course, notebooks, release
 
 REPO = Path(__file__).resolve().parent.parent
 CHAPTERS = notebooks.chapters()
@@ -35,7 +35,7 @@ def test_committed_release_is_current(released_course, chapter):
         fresh = course.read(out / kind / chapter / f"{chapter}.ipynb")
         committed = course.read(REPO / "exercises" / kind / chapter / f"{chapter}.ipynb")
         assert comparable(committed) == comparable(fresh), (
-            f"exercises/{kind}/{chapter} is stale: run `python -m autograder.release {chapter}`"
+            f"exercises/{kind}/{chapter} is stale: run `autograder release {chapter}`"
         )
         files = sorted(p.relative_to(out / kind) for p in (out / kind / chapter).rglob("*") if p.is_file())
         committed_files = sorted(
@@ -50,7 +50,7 @@ def test_committed_release_is_current(released_course, chapter):
 def test_helper_copies_are_byte_identical(chapter, kind):
     folder = REPO / "exercises" / kind / chapter / notebooks.HELPER_PACKAGE
     for name, data in notebooks.helper_files(chapter).items():
-        assert (folder / name).read_bytes() == data, f"{folder / name} differs from autograder/checks/{name}"
+        assert (folder / name).read_bytes() == data, f"{folder / name} differs from autograder/authoring/checks/{name}"
 
 
 def _answer_lines(chapter):
@@ -93,7 +93,7 @@ def test_released_checks_import_solutions_only_inside_hidden_expectations(chapte
             hidden_expectations.add(fn.name)
     top_imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert not any("solutions" in ast.dump(n) for n in top_imports)
-    from autograder.checks import chapter_checks
+    from autograder.authoring.checks import chapter_checks
 
     for c in chapter_checks(chapter).values():
         uses_reference = c.expected.__name__ in hidden_expectations or (

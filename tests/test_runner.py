@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from autograder import runner, sandbox, transport
-from autograder.checks import core
+from autograder.authoring.checks import core
 from autograder.runner import BlockTorch, CappedStream, Outputs
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course import _tools_on_path
+from autograder.authoring.course import _tools_on_path
 from autograder.records import GRADED, TIMED_OUT, CellScore, CheckVerdict, SubmissionRecord
 from autograder.store import DatabaseUnavailable, RecordStore, default_url, require_database
 

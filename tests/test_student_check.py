@@ -5,8 +5,9 @@ import nbformat
 import pytest
 
 import bugs
-from autograder import course, notebooks, records
-from autograder.checks import core
+from autograder import records
+from autograder.authoring import course, notebooks
+from autograder.authoring.checks import core
 from autograder.sandbox import Limits
 from autograder.student_check import CheckReport, check_notebook, guess_chapter
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from autograder import fingerprint, judge, submission, transport
-from autograder.checks import core
+from autograder.authoring.checks import core
 from autograder.coursedir import CourseDir
 from autograder.sandbox import Limits
 

@@ -1,5 +1,5 @@
 """Notebook spec of the ``network`` exercise: assemble and train a network from the course's layers."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 The earlier notebooks built the layers one at a time. Here you put them together: the loss,

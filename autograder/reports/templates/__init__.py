@@ -20,7 +20,7 @@ def clip(message: str, limit: int = MAX_MESSAGE) -> str:
 def environment():
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("autograder", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("autograder.reports", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(fmt=fmt, clip=clip)

@@ -1,5 +1,5 @@
 """Notebook spec of the ``dropout`` exercise (inverted, original and Gaussian dropout)."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 You implement dropout in numpy and float64: inverted dropout (what `nn.Dropout` does) with

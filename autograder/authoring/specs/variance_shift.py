@@ -1,5 +1,5 @@
 """Notebook spec of the ``variance_shift`` exercise (dropout before batch norm, Li et al. 2019)."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 Dropout keeps a unit's mean but not its variance: the variance of a unit differs between

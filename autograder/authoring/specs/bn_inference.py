@@ -1,7 +1,7 @@
 """Notebook spec of the ``bn_inference`` exercise (BN between training and inference)."""
 import numpy as np
 
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 from solutions._validate import float_array, positive, vector
 from solutions.batchnorm import _channel_shape, _reduce_axes
 
@@ -247,7 +247,7 @@ CHAPTER = Chapter(
         ("solutions._validate", "positive"),
         ("solutions.batchnorm", "_reduce_axes"),
         ("solutions.batchnorm", "_channel_shape"),
-        ("autograder.specs.bn_inference", "batchnorm_forward"),
+        ("autograder.authoring.specs.bn_inference", "batchnorm_forward"),
         ("solutions.bn_inference", "_momentum"),
         ("solutions.bn_inference", "_running_var"),
         ("solutions.bn_inference", "_bn_layers"),

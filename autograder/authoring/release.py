@@ -1,4 +1,4 @@
-"""Regenerate and release exercise notebooks: ``python -m autograder.release [CHAPTER...]``.
+"""Regenerate and release exercise notebooks: ``python -m autograder.authoring.release [CHAPTER...]``.
 
 For each chapter (default: every chapter with a spec), in a temporary course directory:
 
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autograder import course, notebooks
+from autograder.authoring import course, notebooks
 
 REFERENCE_STUDENT = "reference"
 
@@ -92,7 +92,7 @@ def release(chapters: list[str] | None = None, exercises_dir: Path = course.EXER
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.release", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m autograder.authoring.release", description=__doc__.split("\n")[0])
     parser.add_argument("chapters", nargs="*", metavar="CHAPTER", help="default: every chapter")
     args = parser.parse_args(argv)
     try:

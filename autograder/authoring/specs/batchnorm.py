@@ -1,5 +1,5 @@
 """Notebook spec of the ``batchnorm`` exercise (training-mode batch normalization)."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 You implement batch normalization in training mode, in numpy and float64, and check it

@@ -3,9 +3,9 @@
 Single source: every answer cell is the source of the functions in ``solutions/<chapter>.py``
 (``inspect.getsource``), the docstring left visible and the body wrapped in
 ``### BEGIN SOLUTION`` / ``### END SOLUTION``; every test cell calls the checks of
-``autograder/checks/<chapter>.py`` by grade_id, hidden checks inside
+``autograder/authoring/checks/<chapter>.py`` by grade_id, hidden checks inside
 ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` with a grading seed from the spec.
-Points come from the checks. The spec (``autograder/specs/<chapter>.py``) adds the prose,
+Points come from the checks. The spec (``autograder/authoring/specs/<chapter>.py``) adds the prose,
 the experiment and the manually graded question.
 
 Private helpers the solutions call are handled by the spec: ``provided`` ones (input checks,
@@ -24,14 +24,14 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.checks import Check, chapter_checks
+from autograder.authoring.checks import Check, chapter_checks
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 SCHEMA_VERSION = 3
 TOTAL_POINTS = 100
-HELPER_PACKAGE = "coursechecks"  # name of the released copy of autograder/checks
-BOOK_CONFIG = Path(__file__).resolve().parents[1] / "_config.yml"
+HELPER_PACKAGE = "coursechecks"  # name of the released copy of autograder/authoring/checks
+BOOK_CONFIG = Path(__file__).resolve().parents[2] / "_config.yml"
 
 
 def chapter_url(name: str, config: Path = BOOK_CONFIG) -> str:
@@ -95,16 +95,16 @@ class Chapter:
 
 
 def chapters() -> list[str]:
-    """Names of the chapters that have a spec module in ``autograder/specs``."""
-    import autograder.specs as specs
+    """Names of the chapters that have a spec module in ``autograder/authoring/specs``."""
+    import autograder.authoring.specs as specs
 
     return sorted(m.name for m in pkgutil.iter_modules(specs.__path__) if not m.name.startswith("_"))
 
 
 def load_spec(name: str) -> Chapter:
-    spec = importlib.import_module(f"autograder.specs.{name}").CHAPTER
+    spec = importlib.import_module(f"autograder.authoring.specs.{name}").CHAPTER
     if spec.name != name:
-        raise ValueError(f"autograder/specs/{name}.py describes chapter {spec.name!r}")
+        raise ValueError(f"autograder/authoring/specs/{name}.py describes chapter {spec.name!r}")
     return spec
 
 

@@ -1,5 +1,5 @@
 """Notebook spec of the ``pooling`` exercise (max, average and min pooling, forward and backward)."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 You implement max, average and min pooling over 2-D windows, forward and backward, in numpy

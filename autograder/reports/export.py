@@ -2,7 +2,7 @@
 
 Both read the submission records, the manual grades from nbgrader's gradebook and the parts
 of each chapter's release notebook. Chapters appear in alphabetical order (the course's
-order, see ``autograder.notebooks.chapters``), parts in notebook order, students sorted.
+order, see ``autograder.authoring.notebooks.chapters``), parts in notebook order, students sorted.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from autograder import templates
-from autograder.feedback import CSS, fmt, write_atomic
 from autograder.parts import ManualGrade, Part, Scores, parts_of, score
 from autograder.records import GRADED, STATUSES, SubmissionRecord
+from autograder.reports import templates
+from autograder.reports.feedback import CSS, fmt, write_atomic
 
 TOP_FAILURES = 5
 # Numbers that differ between students (errors, indices, shapes): one group per message.

@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from autograder import templates
 from autograder.coursedir import CourseDir
 from autograder.parts import ManualGrade, Part, parts_of, score
 from autograder.records import GRADED, CheckVerdict, SubmissionRecord
+from autograder.reports import templates
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import notebooks
+from autograder.authoring import notebooks
 from autograder.tools import tools_on_path as _tools_on_path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXERCISES = REPO / "exercises"
 COPY_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
 

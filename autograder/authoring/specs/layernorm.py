@@ -1,5 +1,5 @@
 """Notebook spec of the ``layernorm`` exercise (layer, group and RMS normalization)."""
-from autograder.notebooks import Chapter, Experiment, Part
+from autograder.authoring.notebooks import Chapter, Experiment, Part
 
 INTRO = r"""
 You implement layer normalization (forward and backward), group normalization and RMS

@@ -98,6 +98,35 @@ def test_a_killed_worker_costs_nothing_but_time(local, dask_cluster, tmp_path):
     dask_cluster.wait_for_workers(2)
 
 
+def test_losing_every_worker_at_once_costs_nothing_but_time(local, dask_cluster, tmp_path):
+    """Every worker that held the chapter's scattered inputs dies: the coordinator scatters
+    them again to the workers that join, and the class completes as if nothing happened."""
+    submissions, expected = local
+    course_dir = copy_course(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cluster.db'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    coordinator = subprocess.Popen(command(submissions, course_dir, url, "--cluster", dask_cluster.address),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until(lambda: any((course_dir / "autograded").glob("*/*/*.ipynb")) or coordinator.poll() is not None,
+                   what="the first graded submission")
+        for victim in [w for w in dask_cluster.workers if w.poll() is None]:
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
+        time.sleep(2)  # the scheduler notices: the scattered inputs have no holder left
+        dask_cluster.start_worker()
+        dask_cluster.start_worker()
+        out, err = coordinator.communicate(timeout=600)
+    finally:
+        if coordinator.poll() is None:
+            os.kill(coordinator.pid, signal.SIGKILL)
+    assert coordinator.returncode == 0, err
+    assert out.startswith("graded "), out
+    assert scores(url) == expected
+    assert_once_each(url, list(expected))
+    dask_cluster.wait_for_workers(2)
+
+
 def test_a_killed_coordinator_loses_nothing_and_the_rerun_completes(local, dask_cluster, tmp_path):
     submissions, expected = local
     course_dir = copy_course(tmp_path)

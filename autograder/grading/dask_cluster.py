@@ -8,7 +8,9 @@ the result's frames come back. Judging and recording stay in the coordinator.
 
 A worker that dies mid-job costs only time: the scheduler runs its jobs again elsewhere, and
 a job is idempotent (a fresh sandbox from the same bytes), so the coordinator, which takes
-each job's result once, records each submission once. Every worker is asked up front whether
+each job's result once, records each submission once. If every worker holding the shared
+inputs dies, Dask forgets the jobs that needed them (and the results still held there): the
+coordinator scatters the inputs again and resubmits those jobs. Every worker is asked up front whether
 it can build a sandbox, so a cluster without bubblewrap is a plain error before anything is
 touched.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import CancelledError
 from typing import Any, Callable, Iterable, Iterator
 
 from autograder.grading import worker
@@ -61,16 +64,23 @@ class DaskCluster:
         data = job.to_data()
         parts = {name: data[name] for name in SHARED}
         digest = hashlib.sha256(repr(parts).encode()).hexdigest()
+        if digest in self._scattered and self._scattered[digest].status != "finished":
+            del self._scattered[digest]  # its every holder died: scatter it again
         if digest not in self._scattered:
             # On every worker: a worker that dies must not take the only copy with it
             # (a worker that joins later fetches it from the others).
             [self._scattered[digest]] = self.client.scatter([parts], broadcast=True, hash=False)
         return self._scattered[digest]
 
+    def _submit(self, job: Job) -> Any:
+        own = {k: v for k, v in job.to_data().items() if k not in SHARED}
+        return self.client.submit(_run_shared, own, self._shared(job), self.sandboxed,
+                                  pure=False, retries=self.retries)
+
     def run(self, jobs: Iterable[tuple[Any, Job]], idle: Callable[[], None] = lambda: None,
             tick: float = 1.0) -> Iterator[Outcome]:
         jobs = iter(jobs)
-        pending: dict = {}
+        pending: dict = {}  # future -> (token, job, times it was lost)
         exhausted = False
         while True:
             slots = max(1, sum(self.client.nthreads().values()))  # workers may come and go
@@ -80,24 +90,39 @@ class DaskCluster:
                     exhausted = True
                     break
                 token, job = nxt
-                own = {k: v for k, v in job.to_data().items() if k not in SHARED}
-                future = self.client.submit(_run_shared, own, self._shared(job), self.sandboxed,
-                                            pure=False, retries=self.retries)
-                pending[future] = token
+                pending[self._submit(job)] = (token, job, 0)
             if not pending:
                 return
             done = self._first_done(pending, tick)
             idle()
             for future in done:
-                token = pending.pop(future)
-                if future.status == "finished":
-                    outcome = worker.result_from_data(future.result())
-                else:
-                    outcome = future.exception()
-                    if isinstance(outcome, worker.WorkerRefused):
-                        raise ClusterUnavailable(str(outcome))
-                future.release()
+                token, job, lost = pending.pop(future)
+                try:
+                    outcome = self._outcome(future)
+                except CancelledError as exc:
+                    # Forgotten with its inputs (or its result) when their holders died.
+                    if lost < self.retries:
+                        pending[self._submit(job)] = (token, job, lost + 1)
+                        continue
+                    outcome = RuntimeError(f"the cluster lost this job {lost + 1} times ({exc})")
                 yield token, outcome
+
+    @staticmethod
+    def _outcome(future) -> Any:
+        """The job's result, or the exception it ended with; ``CancelledError`` if Dask forgot
+        it or lost its result (its status can change between ``done()`` and this call)."""
+        try:
+            status = future.status
+            if status == "finished":
+                return worker.result_from_data(future.result())
+            outcome = future.exception() if status == "error" else None
+        finally:
+            future.release()
+        if isinstance(outcome, worker.WorkerRefused):
+            raise ClusterUnavailable(str(outcome))
+        if outcome is None or isinstance(outcome, CancelledError):
+            raise CancelledError(f"{future.key} is {status}")
+        return outcome
 
     @staticmethod
     def _first_done(pending: dict, tick: float) -> list:

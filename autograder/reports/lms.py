@@ -23,8 +23,9 @@ new one). A row whose user Moodle cannot find aborts the whole import.
 What a cell holds, and why (the same rule for both LMSs):
 
 - a total (e.g. ``87``) when the chapter was graded, its written answer included. A notebook
-  that timed out, crashed, was invalid or too large has a grade too: the points its checks
-  earned (0 for a file that could not be read), as the feedback page tells the student.
+  that timed out or crashed has a grade too: the points its checks earned before it stopped,
+  plus the written answer once graded. A file that could not be read at all (``invalid
+  notebook``, ``too large``) has nothing to grade, by the grader or by hand: 0.
 - **empty** when there is no grade to give yet: the student submitted nothing for the chapter,
   the grader failed on the submission (status ``grader error``: our fault, to be regraded), or
   the written answer awaits a grader in formgrader. Empty is "not graded" to both LMSs: Moodle
@@ -46,7 +47,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autograder.parts import ManualGrade, Part, parts_of, score
-from autograder.records import GRADER_ERROR, SubmissionRecord
+from autograder.records import GRADER_ERROR, INVALID, TOO_LARGE, SubmissionRecord
 from autograder.reports.feedback import fmt, write_atomic
 
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -85,6 +86,9 @@ def table(
     for r in records:
         if r.status == GRADER_ERROR:
             cells[r.student, r.chapter] = Cell(None, "grader error")
+            continue
+        if r.status in (INVALID, TOO_LARGE):  # never run: no answer to read, by the grader or by hand
+            cells[r.student, r.chapter] = Cell(0.0)
             continue
         s = score(r, parts_of(parts, r.chapter), manual.get(r.student, []))
         cells[r.student, r.chapter] = Cell(None, "awaiting a grader") if s.awaiting else Cell(s.total)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Iterable
 
 from autograder.parts import ManualGrade, Part, parts_of, score
-from autograder.records import GRADER_ERROR, INVALID, TOO_LARGE, SubmissionRecord
+from autograder.records import GRADER_ERROR, SubmissionRecord
 from autograder.reports.feedback import fmt, write_atomic
 
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
@@ -86,9 +86,6 @@ def table(
     for r in records:
         if r.status == GRADER_ERROR:
             cells[r.student, r.chapter] = Cell(None, "grader error")
-            continue
-        if r.status in (INVALID, TOO_LARGE):  # never run: no answer to read, by the grader or by hand
-            cells[r.student, r.chapter] = Cell(0.0)
             continue
         s = score(r, parts_of(parts, r.chapter), manual.get(r.student, []))
         cells[r.student, r.chapter] = Cell(None, "awaiting a grader") if s.awaiting else Cell(s.total)

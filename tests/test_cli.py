@@ -89,6 +89,31 @@ def test_export_defaults_to_the_course_directory(graded):
     assert (graded["course"] / "grades.csv").is_file() and (graded["course"] / "report.html").is_file()
 
 
+def test_export_lms_writes_the_lms_file_beside_grades_csv(graded):
+    out_dir = graded["root"] / "lms"
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", out_dir, "--lms", "canvas",
+                             "--lms-id", "sis-login-id")
+    assert code == 0, err
+    # ann's written answer awaits a grader; bob left his as handed out, which nbgrader scores 0.
+    assert (out_dir / "canvas-grades.csv").read_text().splitlines() == [
+        f"Student,ID,SIS User ID,SIS Login ID,Section,{CHAPTER}", "    Points Possible,,,,,100", ",,,ann,,", ",,,bob,,0"]
+    assert out.splitlines()[1:] == [f"wrote {out_dir / 'canvas-grades.csv'} for canvas",
+                                    "left empty (no grade yet, not 0): 1 awaiting a grader"]
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", out_dir, "--lms", "moodle",
+                             "--lms-id", "username")
+    assert code == 0, err
+    assert (out_dir / "moodle-grades.csv").read_text().splitlines() == [f"Username,{CHAPTER}", "ann,", "bob,0"]
+
+
+def test_export_lms_refuses_ids_the_lms_cannot_match(graded, tmp_path):
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms", "canvas")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: Canvas's ID column holds Canvas user ids (numbers), but 2 student id(s)")
+    assert list(tmp_path.iterdir()) == []  # nothing half written
+    code, _, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms-id", "email")
+    assert code == 2 and err == "error: --lms-id needs --lms canvas or --lms moodle\n"
+
+
 def test_grade_on_a_missing_folder_is_a_clear_error(graded):
     missing = graded["root"] / "no such folder"
     code, out, err = run_cli("grade", missing, "--course", graded["course"], "--quiet")

@@ -18,7 +18,12 @@ Moodle: the gradebook's "Import: CSV file" (grade/import/csv). The first column 
 user; at import the teacher maps it ("Map from" this column, "Map to" one of Moodle's user
 fields: ``userid``, ``username``, ``useridnumber``, ``useremail``, grade/import/csv/classes/
 load_data.php ``map_user_data_with_value``) and maps each chapter column to a grade item (or a
-new one). A row whose user Moodle cannot find aborts the whole import.
+new one). A row whose user Moodle cannot find aborts the whole import. The number in a Moodle
+assignment download's file names (``Jane Doe_4567_assignsubmission_file_x.ipynb``) is not one
+of those fields: it is a participant id from ``assign_user_mapping``, one per (assignment,
+user) (mod/assign/locallib.php ``get_uniqueid_for_user_static``), so the same student has
+another one in every chapter and the gradebook import cannot map it. Students graded for
+Moodle are therefore best named by a user field (student folders named by ID number).
 
 What a cell holds, and why (the same rule for both LMSs):
 

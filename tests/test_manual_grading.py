@@ -52,11 +52,13 @@ def formgrader_gives(url: str, student: str, score: float | None, comment: str |
         gb.db.commit()
 
 
-def manual_score(url: str, student: str) -> float | None:
+def manual_score(url: str, student: str) -> tuple[float | None, bool]:
+    """The grader's score and whether formgrader lists the answer as needing a grader."""
     from nbgrader.api import Gradebook
 
     with tools_on_path(), Gradebook(url) as gb:
-        return gb.find_grade(WRITTEN, CHAPTER, CHAPTER, student).manual_score
+        grade = gb.find_grade(WRITTEN, CHAPTER, CHAPTER, student)
+        return grade.manual_score, grade.needs_manual_grade
 
 
 def rows(path: Path) -> dict[str, dict[str, str]]:
@@ -99,6 +101,7 @@ def test_manual_grade_reaches_every_output_and_survives_regrades(course_dir):
     assert "1 written answer still awaiting a grader" in (out / "report.html").read_text()
 
     formgrader_gives(url, "101", 17.0, "Names the saturation; misses the depth.")
+    assert manual_score(url, "101") == (17.0, False)
     out = export(course_dir)
     graded = rows(out / "grades.csv")["101"]
     assert (graded[WRITTEN], graded["autograded"], graded["manual"], graded["total"]) == ("17", "80", "17", "97")
@@ -115,7 +118,8 @@ def test_manual_grade_reaches_every_output_and_survives_regrades(course_dir):
         code, stdout, err = run_cli("grade", subs, "--course", course_dir, "--quiet", *extra)
         assert code == 0, err
         assert ("graded 2," if extra else "unchanged since last run 2") in stdout
-        assert manual_score(url, "101") == 17.0
+        # Recorded again, nbgrader's SaveAutoGrades rule flags a hand-graded answer for review.
+        assert manual_score(url, "101") == (17.0, bool(extra))
         assert rows(export(course_dir) / "grades.csv")["101"]["total"] == "97"
 
     # A changed resubmission is graded again; the grader's score stays (nbgrader flags it for review).
@@ -124,5 +128,5 @@ def test_manual_grade_reaches_every_output_and_survives_regrades(course_dir):
     nbformat.write(nb, str(subs / "101" / f"{CHAPTER}.ipynb"))
     code, stdout, err = run_cli("grade", subs, "--course", course_dir, "--quiet")
     assert code == 0 and stdout.startswith("graded 1,"), err
-    assert manual_score(url, "101") == 17.0
+    assert manual_score(url, "101") == (17.0, True)
     assert rows(export(course_dir) / "grades.csv")["101"]["total"] == "97"

@@ -6,8 +6,14 @@ reads back: ``Student, ID, SIS User ID, SIS Login ID, Section``, then one column
 assignment, and a second row ``    Points Possible`` (label indented by four spaces, as in
 Canvas's exports) with each assignment's maximum. Canvas matches a row to a student by one of
 the id columns, so only that one is filled; a column whose header is not an assignment of the
-course creates that assignment on import. Sources: Canvas Instructor Guide, "How do I import
-grades in the Gradebook?"
+course creates that assignment on import. Canvas's importer (canvas-lms,
+app/models/gradebook_importer.rb) is the reference: its header check wants ``Student`` then
+``ID`` then ``SIS User ID``, ``SIS Login ID`` (and ``Section``); a row whose first cell contains
+"Points Possible" sets the assignments' points; a student is found by ``ID`` (the Canvas user
+id), else by SIS user id, else by SIS login id, else by name; a column by the id in ``Title
+(123)``, else by its exact title, else it becomes a new assignment; a blank or ``-`` cell is "no
+score" (``no_score?``). Guides: Canvas Instructor Guide, "How do I import grades in the
+Gradebook?"
 (https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807);
 Ohio State's guide to it (https://teaching.resources.osu.edu/toolsets/carmencanvas/guides/
 calculating-final-grades/import-csv-file-carmen-grades: Student Name, Student ID or SIS User
@@ -39,8 +45,9 @@ What a cell holds, and why (the same rule for both LMSs):
   counted as 0 only in the final score ("Gradebook Action Menu", VCU:
   https://ts.vcu.edu/askit/teaching-and-learning/canvas/faculty/grading-faculty/gradebook-action-menu-faculty/).
   A 0 would publish a grade the student may not have earned (a grader fault, an answer not
-  yet read) and would overwrite a grade entered in the LMS by hand; a missing submission is
-  the LMS's missing-work policy to decide (late days, excused students), not the grader's.
+  yet read); a missing submission is the LMS's missing-work policy to decide (late days,
+  excused students), not the grader's. An empty cell is still a value to import: it clears a
+  grade typed into the LMS by hand, so leave out (delete) a column the LMS should keep.
   The partial total of a submission awaiting a grader is in ``grades.csv``.
 """
 from __future__ import annotations

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the LMS column the student ids go into: for canvas id (default: Canvas user ids, as in "
                         "a Canvas download's file names), sis-user-id or sis-login-id; for moodle idnumber "
                         "(default), email, username or userid")
+    p.add_argument("--roster", metavar="WORKSHEET", type=Path, action="append",
+                   help="for moodle: a grading worksheet downloaded from a Moodle assignment (repeat for each "
+                        "chapter), to turn the participant ids of Moodle's file names into emails (or --lms-id)")
     _course_args(p)
 
     p = verbs.add_parser("check", help="check a notebook before submitting it")
@@ -159,15 +162,15 @@ def _export(args) -> int:
         return 1
     out = args.out or Path(args.course)
     out.mkdir(parents=True, exist_ok=True)
-    if args.lms is None and args.lms_id is not None:
-        print("error: --lms-id needs --lms canvas or --lms moodle", file=sys.stderr)
+    if args.lms is None and (args.lms_id is not None or args.roster):
+        print("error: --lms-id and --roster need --lms canvas or --lms moodle", file=sys.stderr)
         return 2
     if args.lms is not None:
         from autograder.reports import lms
 
         try:
             lms_path, empty = lms.write_lms_csv(out / f"{args.lms}-grades.csv", args.lms, recs, manual,
-                                                chapter_parts, args.lms_id)
+                                                chapter_parts, args.lms_id, args.roster)
         except lms.LmsExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -111,7 +111,7 @@ def test_export_lms_refuses_ids_the_lms_cannot_match(graded, tmp_path):
     assert err.startswith("error: Canvas's ID column holds Canvas user ids (numbers), but 2 student id(s)")
     assert list(tmp_path.iterdir()) == []  # nothing half written
     code, _, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms-id", "email")
-    assert code == 2 and err == "error: --lms-id needs --lms canvas or --lms moodle\n"
+    assert code == 2 and err == "error: --lms-id and --roster need --lms canvas or --lms moodle\n"
 
 
 def test_grade_on_a_missing_folder_is_a_clear_error(graded):

@@ -99,3 +99,52 @@ def test_moodle_by_email_and_formulas_neutralised(tmp_path):
 def test_an_unknown_id_column_is_a_clear_error(tmp_path):
     with pytest.raises(LmsExportError, match="--lms-id 'email' does not exist for canvas; choose one of: id, "):
         write_lms_csv(tmp_path / "c.csv", "canvas", RECORDS, MANUAL, PARTS, id_column="email")
+
+
+# A Moodle grading worksheet as Moodle writes it (Assignment > Download grading worksheet): its
+# Identifier holds the participant id that Moodle's submission download puts in file names.
+WORKSHEET_HEADER = ('Identifier,"Full name","Email address",Status,Group,Grade,"Maximum Grade",'
+                    '"Grade can be changed","Last modified (submission)","Last modified (grade)","Feedback comments"\n')
+
+
+def worksheet(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    body = "".join(f'"Participant {pid}","{name}",{email},"Submitted for grading",,,100.00,Yes,,,\n'
+                   for pid, name, email in rows)
+    path.write_text("\ufeff" + WORKSHEET_HEADER + body, encoding="utf-8")  # Moodle adds a byte-order mark
+    return path
+
+
+def test_moodle_participant_ids_become_emails_through_the_grading_worksheets(tmp_path):
+    # Moodle numbers participants per assignment: Jane is 4567 in batchnorm and 5123 in pooling.
+    sheets = [worksheet(tmp_path / "bn.csv", [("4567", "Jane Doe", "jane@example.org"),
+                                              ("4568", "Li Wei", "li@example.org")]),
+              worksheet(tmp_path / "pool.csv", [("5123", "Jane Doe", "jane@example.org")])]
+    records = [record("4567", "batchnorm", lost=3), record("4568", "batchnorm"), record("5123", "pooling")]
+    manual = {"4567": [written("batchnorm", 20.0)], "4568": [written("batchnorm", None)],
+              "5123": [written("pooling", 10.0)]}
+    path, empty = write_lms_csv(tmp_path / "m.csv", "moodle", records, manual, PARTS, worksheets=sheets)
+    assert path.read_text().splitlines() == [
+        "Email address,batchnorm,pooling", "jane@example.org,97,90", "li@example.org,,"]
+    assert empty == {"awaiting a grader": 1, "no submission": 1}
+
+
+def test_a_participant_in_no_worksheet_is_a_clear_error(tmp_path):
+    sheet = worksheet(tmp_path / "bn.csv", [("4567", "Jane Doe", "jane@example.org")])
+    with pytest.raises(LmsExportError, match=r"1 student id\(s\) are in no roster \(e.g. '4999'\)"):
+        write_lms_csv(tmp_path / "m.csv", "moodle", [record("4999", "batchnorm")], {}, PARTS, worksheets=[sheet])
+
+
+def test_a_worksheet_without_the_identity_column_is_a_clear_error(tmp_path):
+    sheet = tmp_path / "bn.csv"
+    sheet.write_text('Identifier,"Full name",Grade\n"Participant 1",A,\n')
+    with pytest.raises(LmsExportError, match="not a Moodle grading worksheet with the column\\(s\\) 'Email address'"):
+        write_lms_csv(tmp_path / "m.csv", "moodle", [record("1", "batchnorm")], {}, PARTS, worksheets=[sheet])
+    with pytest.raises(LmsExportError, match="it is for --lms moodle"):
+        write_lms_csv(tmp_path / "c.csv", "canvas", [record("1", "batchnorm")], {}, PARTS, worksheets=[sheet])
+
+
+def test_two_ids_of_one_student_in_one_chapter_are_not_guessed_between(tmp_path):
+    sheet = worksheet(tmp_path / "bn.csv", [("1", "Jane Doe", "jane@example.org"), ("2", "Jane Doe", "jane@example.org")])
+    with pytest.raises(LmsExportError, match="1 and 2 are both jane@example.org in the roster and both have a batchnorm"):
+        write_lms_csv(tmp_path / "m.csv", "moodle", [record("1", "batchnorm"), record("2", "batchnorm")], {}, PARTS,
+                      worksheets=[sheet])

@@ -28,8 +28,12 @@ new one). A row whose user Moodle cannot find aborts the whole import. The numbe
 assignment download's file names (``Jane Doe_4567_assignsubmission_file_x.ipynb``) is not one
 of those fields: it is a participant id from ``assign_user_mapping``, one per (assignment,
 user) (mod/assign/locallib.php ``get_uniqueid_for_user_static``), so the same student has
-another one in every chapter and the gradebook import cannot map it. Students graded for
-Moodle are therefore best named by a user field (student folders named by ID number).
+another one in every chapter and the gradebook import cannot map it. Moodle's own grading
+worksheet of each assignment (Assignment > View all submissions > Download grading worksheet)
+lists the same number as ``Participant 4567`` in its ``Identifier`` column beside the user's
+``Email address`` (and other identity fields): given those worksheets (``--roster``), each
+participant id becomes the user's email (or ``--lms-id`` field), and one student's chapters
+join in one row.
 
 What a cell holds, and why (the same rule for both LMSs):
 
@@ -54,6 +58,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -88,20 +93,70 @@ class Cell:
 
 
 def table(
-    records: Iterable[SubmissionRecord], manual: dict[str, list[ManualGrade]], parts: dict[str, list[Part]]
+    records: Iterable[SubmissionRecord], manual: dict[str, list[ManualGrade]], parts: dict[str, list[Part]],
+    roster: dict[str, str] | None = None,
 ) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
-    """(students, chapters, cell per (student, chapter)), students and chapters sorted."""
+    """(students, chapters, cell per (student, chapter)), students and chapters sorted.
+    ``roster`` maps the autograder's student ids to the ids the LMS knows; then a row is one
+    LMS id, and a student id the roster does not know is an error."""
     records = list(records)
-    students = sorted({r.student for r in records})
+    lms_id = _apply(roster, records)
+    students = sorted({lms_id[r.student] for r in records})
     chapters = sorted({r.chapter for r in records})
     cells = {(s, ch): Cell(None, "no submission") for s in students for ch in chapters}
+    seen: dict[tuple[str, str], str] = {}
     for r in records:
+        key = (lms_id[r.student], r.chapter)
+        if key in seen:
+            raise LmsExportError(f"{seen[key]} and {r.student} are both {key[0]} in the roster and both have a "
+                                 f"{r.chapter} submission; which one counts is not for the export to guess")
+        seen[key] = r.student
         if r.status == GRADER_ERROR:
-            cells[r.student, r.chapter] = Cell(None, "grader error")
+            cells[key] = Cell(None, "grader error")
             continue
         s = score(r, parts_of(parts, r.chapter), manual.get(r.student, []))
-        cells[r.student, r.chapter] = Cell(None, "awaiting a grader") if s.awaiting else Cell(s.total)
+        cells[key] = Cell(None, "awaiting a grader") if s.awaiting else Cell(s.total)
     return students, chapters, cells
+
+
+def _apply(roster: dict[str, str] | None, records: list[SubmissionRecord]) -> dict[str, str]:
+    students = sorted({r.student for r in records})
+    if roster is None:
+        return {s: s for s in students}
+    unknown = [s for s in students if s not in roster]
+    if unknown:
+        raise LmsExportError(f"{len(unknown)} student id(s) are in no roster (e.g. {unknown[0]!r}); the LMS would "
+                             "refuse the file: add the missing grading worksheet")
+    return {s: roster[s] for s in students}
+
+
+MOODLE_IDENTIFIER = re.compile(r"\D*?(\d+)\s*")  # "Participant 4567", in any language
+
+
+def moodle_roster(worksheets: Iterable[Path], field: str = "email") -> dict[str, str]:
+    """Participant id -> the user's ``field`` (a :data:`MOODLE_ID_COLUMNS` key), read from
+    Moodle grading worksheets (CSV, as Moodle writes them: ``Identifier`` then identity
+    columns). Participant ids are unique across assignments, so the worksheets of every
+    chapter merge into one map."""
+    column = MOODLE_ID_COLUMNS[field]
+    roster: dict[str, str] = {}
+    for path in worksheets:
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.DictReader(fh))
+                header = rows[0].keys() if rows else []
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise LmsExportError(f"cannot read the grading worksheet {path}: {exc}") from None
+        missing = [c for c in ("Identifier", column) if c not in header]
+        if missing:
+            raise LmsExportError(f"{path} is not a Moodle grading worksheet with the column(s) "
+                                 f"{', '.join(repr(c) for c in missing)} (download it with the user's {column} shown)")
+        for row in rows:
+            m = MOODLE_IDENTIFIER.fullmatch(row["Identifier"] or "")
+            value = (row[column] or "").strip()
+            if m and value:
+                roster[m.group(1)] = value
+    return roster
 
 
 def _text(value: str) -> str:
@@ -152,13 +207,19 @@ def write_lms_csv(
     manual: dict[str, list[ManualGrade]],
     parts: dict[str, list[Part]],
     id_column: str | None = None,
+    worksheets: list[Path] | None = None,
 ) -> tuple[Path, dict[str, int]]:
-    """Write the LMS file; returns its path and how many cells were left empty, by reason."""
-    id_column = id_column or LMS_ID_DEFAULT[lms]
+    """Write the LMS file; returns its path and how many cells were left empty, by reason.
+    ``worksheets`` (Moodle only): grading worksheets that map participant ids to ``id_column``
+    (default: the email address)."""
+    if worksheets and lms != "moodle":
+        raise LmsExportError("--roster reads Moodle grading worksheets; it is for --lms moodle")
+    id_column = id_column or ("email" if worksheets else LMS_ID_DEFAULT[lms])
     known = CANVAS_ID_COLUMNS if lms == "canvas" else MOODLE_ID_COLUMNS
     if id_column not in known:
         raise LmsExportError(f"--lms-id {id_column!r} does not exist for {lms}; choose one of: {', '.join(known)}")
-    students, chapters, cells = table(records, manual, parts)
+    roster = moodle_roster(worksheets, id_column) if worksheets else None
+    students, chapters, cells = table(records, manual, parts, roster)
     if lms == "canvas":
         maximum = {ch: sum(p.points for p in parts_of(parts, ch)) for ch in chapters}
         text = canvas_csv(students, chapters, cells, maximum, id_column)

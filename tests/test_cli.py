@@ -114,6 +114,15 @@ def test_export_lms_refuses_ids_the_lms_cannot_match(graded, tmp_path):
     assert code == 2 and err == "error: --lms-id and --roster need --lms canvas or --lms moodle\n"
 
 
+def test_export_lms_moodle_reads_the_grading_worksheets(graded, tmp_path):
+    sheet = tmp_path / "worksheet.csv"
+    sheet.write_text('Identifier,"Full name","Email address",Grade\n"Participant 7","Jane Doe",jane@example.org,\n')
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms", "moodle",
+                             "--roster", sheet)
+    assert code == 2 and out == ""
+    assert err.startswith("error: 2 student id(s) are in no roster (e.g. 'ann')")
+
+
 def test_grade_on_a_missing_folder_is_a_clear_error(graded):
     missing = graded["root"] / "no such folder"
     code, out, err = run_cli("grade", missing, "--course", graded["course"], "--quiet")

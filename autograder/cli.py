@@ -3,11 +3,13 @@
     autograder release [CHAPTER...]          generate student notebooks (refuses a failing reference)
     autograder grade SUBMISSIONS [options]   grade a folder or an LMS export, in parallel, sandboxed
     autograder feedback                      per-student HTML feedback
-    autograder export                        grades.csv and the class report
+    autograder export [--lms canvas|moodle]  grades.csv, the class report (and the LMS's gradebook file)
     autograder check NOTEBOOK                visible tests + "will this notebook grade?" (students)
 
-Every verb works on a course directory (nbgrader's layout; default ``exercises/`` of this
-repository) and its gradebook (``gradebook.db`` there, or any SQLAlchemy URL with ``--db``).
+Every verb works on a course directory (nbgrader's layout): ``--course DIR``, else the current
+directory if it holds ``nbgrader_config.py`` (as nbgrader decides; see
+:func:`autograder.coursedir.locate`), and on its gradebook (``gradebook.db`` there, or any
+SQLAlchemy URL with ``--db``). Outside a course, every verb stops with exit status 2.
 """
 from __future__ import annotations
 
@@ -15,12 +17,10 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_COURSE = Path(__file__).resolve().parent.parent / "exercises"
-
 
 def _course_args(parser: argparse.ArgumentParser, db: bool = True) -> None:
-    parser.add_argument("--course", type=Path, default=DEFAULT_COURSE,
-                        help="course directory (default: %(default)s)")
+    parser.add_argument("--course", type=Path, default=None,
+                        help="course directory (default: the current directory, if it holds nbgrader_config.py)")
     if db:
         parser.add_argument("--db", metavar="URL", default=None,
                             help="gradebook database URL (default: sqlite:///<course>/gradebook.db)")
@@ -55,8 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chapter", help="only this chapter")
     _course_args(p)
 
-    p = verbs.add_parser("export", help="write grades.csv and report.html")
+    p = verbs.add_parser("export", help="write grades.csv and report.html (and an LMS gradebook file)")
     p.add_argument("--out", type=Path, help="output folder (default: the course directory)")
+    p.add_argument("--lms", choices=("canvas", "moodle"),
+                   help="also write the gradebook file this LMS imports: <lms>-grades.csv")
+    p.add_argument("--lms-id", metavar="COLUMN",
+                   help="the LMS column the student ids go into: for canvas id (default: Canvas user ids, as in "
+                        "a Canvas download's file names), sis-user-id or sis-login-id; for moodle idnumber "
+                        "(default), email, username or userid")
+    p.add_argument("--roster", metavar="WORKSHEET", type=Path, action="append",
+                   help="for moodle: a grading worksheet downloaded from a Moodle assignment (repeat for each "
+                        "chapter), to turn the participant ids of Moodle's file names into emails (or --lms-id)")
     _course_args(p)
 
     p = verbs.add_parser("check", help="check a notebook before submitting it")
@@ -153,9 +162,26 @@ def _export(args) -> int:
         return 1
     out = args.out or Path(args.course)
     out.mkdir(parents=True, exist_ok=True)
+    if args.lms is None and (args.lms_id is not None or args.roster):
+        print("error: --lms-id and --roster need --lms canvas or --lms moodle", file=sys.stderr)
+        return 2
+    if args.lms is not None:
+        from autograder.reports import lms
+
+        try:
+            lms_path, empty = lms.write_lms_csv(out / f"{args.lms}-grades.csv", args.lms, recs, manual,
+                                                chapter_parts, args.lms_id, args.roster)
+        except lms.LmsExportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     csv_path = export.write_grades_csv(out / "grades.csv", recs, manual, chapter_parts)
     report = export.write_report(out / "report.html", recs, manual, chapter_parts)
     print(f"wrote {csv_path} and {report}")
+    if args.lms is not None:
+        print(f"wrote {lms_path} for {args.lms}")
+        if empty:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(empty.items()))
+            print(f"left empty (no grade yet, not 0): {reasons}")
     return 0
 
 
@@ -175,7 +201,14 @@ def _check(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from autograder.coursedir import NotACourse, locate
+
     args = build_parser().parse_args(argv)
+    try:
+        args.course = locate(args.course)
+    except NotACourse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return {"release": _release, "grade": _grade, "feedback": _feedback, "export": _export,
             "check": _check}[args.verb](args)
 

@@ -9,11 +9,36 @@
     <course>/gradebook.db                              unless another database is named
 
 Like nbgrader's ``CourseDirectory.format_path``: nothing else joins these paths by hand.
+
+Which course a command acts on (:func:`locate`): ``--course DIR`` if given, else the current
+directory if it holds ``nbgrader_config.py``. Like nbgrader, which reads that file from the
+directory it runs in and takes that directory as the course root, only the current directory
+is looked at, never its parents and never the folder the package was installed from: the
+course ``autograder`` grades is always the one ``nbgrader`` would act on in the same shell.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+
+CONFIG = "nbgrader_config.py"
+
+
+class NotACourse(FileNotFoundError):
+    """The command was run outside a course directory and no ``--course`` was given."""
+
+
+def locate(course: Path | None = None, cwd: Path | None = None) -> Path:
+    """The course directory: ``course`` if given, else ``cwd`` (default: the current
+    directory) when it holds ``nbgrader_config.py``; otherwise :class:`NotACourse`."""
+    if course is not None:
+        return Path(course)
+    here = Path.cwd() if cwd is None else Path(cwd)
+    if (here / CONFIG).is_file():
+        return here
+    raise NotACourse(f"{here} is not a course directory (it has no {CONFIG}): "
+                     "run autograder in the course directory or pass --course DIR")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from sqlalchemy import create_engine, inspect
 
 from autograder.coursedir import CourseDir
 from autograder.tools import tools_on_path as _tools_on_path
-from autograder.records import SubmissionRecord
+from autograder.records import INVALID, TOO_LARGE, SubmissionRecord
+
+UNREADABLE = (INVALID, TOO_LARGE)  # statuses of a file that was never run: nothing in it to grade
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,14 @@ class Scores:
 def score(record: SubmissionRecord, parts: list[Part], manual: list[ManualGrade]) -> Scores:
     """Points per part of ``parts`` (the record's chapter): autograded parts from the record
     (0 when a part was never run, e.g. after a time-out), written answers from ``manual``
-    (None when there is no grade yet)."""
+    (None when there is no grade yet). A submission that could not be read at all (invalid,
+    too large) has no written answer to grade either: 0, whatever an earlier, readable
+    submission of the same student was given."""
     awarded = {c.cell: c.awarded for c in record.cells}
-    graded = {g.grade_id: g.score for g in manual}
+    graded = {} if record.status in UNREADABLE else {g.grade_id: g.score for g in manual}
     points: dict[str, float | None] = {
-        p.grade_id: float(awarded.get(p.grade_id, 0.0)) if p.autograded else graded.get(p.grade_id)
+        p.grade_id: float(awarded.get(p.grade_id, 0.0)) if p.autograded
+        else (0.0 if record.status in UNREADABLE else graded.get(p.grade_id))
         for p in parts
     }
     auto = sum(points[p.grade_id] or 0.0 for p in parts if p.autograded)

@@ -1,6 +1,7 @@
 """The command line: exit codes, what it prints and the files it writes."""
 import contextlib
 import csv
+import hashlib
 import io
 import shutil
 import subprocess
@@ -88,6 +89,40 @@ def test_export_defaults_to_the_course_directory(graded):
     assert (graded["course"] / "grades.csv").is_file() and (graded["course"] / "report.html").is_file()
 
 
+def test_export_lms_writes_the_lms_file_beside_grades_csv(graded):
+    out_dir = graded["root"] / "lms"
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", out_dir, "--lms", "canvas",
+                             "--lms-id", "sis-login-id")
+    assert code == 0, err
+    # ann's written answer awaits a grader; bob left his as handed out, which nbgrader scores 0.
+    assert (out_dir / "canvas-grades.csv").read_text().splitlines() == [
+        f"Student,ID,SIS User ID,SIS Login ID,Section,{CHAPTER}", "    Points Possible,,,,,100", ",,,ann,,", ",,,bob,,0"]
+    assert out.splitlines()[1:] == [f"wrote {out_dir / 'canvas-grades.csv'} for canvas",
+                                    "left empty (no grade yet, not 0): 1 awaiting a grader"]
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", out_dir, "--lms", "moodle",
+                             "--lms-id", "username")
+    assert code == 0, err
+    assert (out_dir / "moodle-grades.csv").read_text().splitlines() == [f"Username,{CHAPTER}", "ann,", "bob,0"]
+
+
+def test_export_lms_refuses_ids_the_lms_cannot_match(graded, tmp_path):
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms", "canvas")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("error: Canvas's ID column holds Canvas user ids (numbers), but 2 student id(s)")
+    assert list(tmp_path.iterdir()) == []  # nothing half written
+    code, _, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms-id", "email")
+    assert code == 2 and err == "error: --lms-id and --roster need --lms canvas or --lms moodle\n"
+
+
+def test_export_lms_moodle_reads_the_grading_worksheets(graded, tmp_path):
+    sheet = tmp_path / "worksheet.csv"
+    sheet.write_text('Identifier,"Full name","Email address",Grade\n"Participant 7","Jane Doe",jane@example.org,\n')
+    code, out, err = run_cli("export", "--course", graded["course"], "--out", tmp_path, "--lms", "moodle",
+                             "--roster", sheet)
+    assert code == 2 and out == ""
+    assert err.startswith("error: 2 student id(s) are in no roster (e.g. 'ann')")
+
+
 def test_grade_on_a_missing_folder_is_a_clear_error(graded):
     missing = graded["root"] / "no such folder"
     code, out, err = run_cli("grade", missing, "--course", graded["course"], "--quiet")
@@ -150,7 +185,7 @@ def test_grade_feedback_and_export_work_on_a_postgresql_gradebook(graded, postgr
 def test_check_the_reference_exits_0(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
     nbformat.write(reference(), str(path))
-    code, out, _ = run_cli("check", path)
+    code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 0
     assert "Visible tests: 10 of 10 passed." in out and "will be graded as it is" in out
 
@@ -166,12 +201,12 @@ def test_check_the_release_exits_1(tmp_path):
 def test_check_malformed_json_exits_2(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
     path.write_text('{"cells": [')
-    code, out, _ = run_cli("check", path)
+    code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 2 and "cannot be graded" in out
 
 
 def test_check_a_missing_notebook_exits_2(tmp_path):
-    code, out, err = run_cli("check", tmp_path / "gone.ipynb")
+    code, out, err = run_cli("check", tmp_path / "gone.ipynb", "--course", EXERCISES)
     assert code == 2 and out == "" and err.strip() == f"error: {tmp_path / 'gone.ipynb'} does not exist"
 
 
@@ -180,6 +215,40 @@ def test_check_with_a_missing_course_is_a_clear_error(tmp_path):
     nbformat.write(release(), str(path))
     code, _, err = run_cli("check", path, "--course", tmp_path / "nope")
     assert code == 2 and "nope" in err
+
+
+def _digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def test_a_copied_course_is_graded_where_the_instructor_stands(graded, tmp_path, monkeypatch):
+    """Without --course, the course is the current directory (it holds nbgrader_config.py):
+    grading inside a copy writes the copy's gradebook, never the original's nor the clone's."""
+    copy = tmp_path / "copy"
+    shutil.copytree(graded["course"], copy, ignore=shutil.ignore_patterns("gradebook.db", "autograded", "feedback"))
+    original, clone = _digest(graded["course"] / "gradebook.db"), _digest(EXERCISES / "gradebook.db")
+    monkeypatch.chdir(copy)
+    code, out, err = run_cli("grade", graded["subs"], "--quiet", "--jobs", 2)
+    assert code == 0, err
+    assert out.startswith("graded 2,")
+    assert (copy / "gradebook.db").is_file() and (copy / "autograded" / "ann" / CHAPTER / f"{CHAPTER}.ipynb").is_file()
+    code, _, err = run_cli("export")
+    assert code == 0, err
+    with open(copy / "grades.csv", newline="") as fh:
+        assert [(r["student"], float(r["autograded"])) for r in csv.DictReader(fh)] == [("ann", 80.0), ("bob", 0.0)]
+    assert _digest(graded["course"] / "gradebook.db") == original
+    assert _digest(EXERCISES / "gradebook.db") == clone  # the package's own exercises/ is not the default
+
+
+@pytest.mark.parametrize("verb", [["grade", "subs"], ["feedback"], ["export"], ["release"], ["check", "x.ipynb"]])
+def test_outside_a_course_every_verb_is_a_one_line_error(tmp_path, monkeypatch, verb):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")  # a parent's config does not count
+    monkeypatch.chdir(tmp_path / "sub")
+    code, out, err = run_cli(*verb)
+    assert code == 2 and out == ""
+    assert err == (f"error: {tmp_path / 'sub'} is not a course directory (it has no nbgrader_config.py): "
+                   "run autograder in the course directory or pass --course DIR\n")
 
 
 def test_a_verb_is_required():

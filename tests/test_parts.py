@@ -10,7 +10,7 @@ from sqlalchemy.exc import SAWarning
 
 from autograder.authoring.course import _tools_on_path
 from autograder.parts import ManualGrade, Part, chapter_parts, manual_grades, parts_of, score
-from autograder.records import GRADED, TIMED_OUT, CellScore, SubmissionRecord
+from autograder.records import GRADED, INVALID, TIMED_OUT, TOO_LARGE, CellScore, SubmissionRecord
 
 EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
 
@@ -149,6 +149,15 @@ def test_score_of_a_submission_that_never_ran_and_awaits_a_grader():
     assert s.points == {"ch_a": 0.0, "ch_b": 0.0, "ch_written": None}
     assert (s.total, s.max) == (0.0, 35.0)
     assert s.awaiting == ["ch_written"]
+
+
+@pytest.mark.parametrize("status", [INVALID, TOO_LARGE])
+def test_an_unreadable_submission_has_no_written_answer_to_wait_for(status):
+    # A grade an earlier, readable submission was given does not carry over to this one.
+    record = SubmissionRecord("s", "ch", status, "not a notebook")
+    s = score(record, PARTS, [ManualGrade("ch_written", 18.0, 20.0, None)])
+    assert s.points == {"ch_a": 0.0, "ch_b": 0.0, "ch_written": 0.0}
+    assert (s.total, s.awaiting) == (0.0, [])
 
 
 def test_parts_of_an_unknown_chapter_is_a_clear_error():

@@ -116,20 +116,24 @@ def _im2col(xp: np.ndarray, kh: int, kw: int, stride: tuple[int, int]) -> np.nda
 
 
 def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
-    """2-D convolution (cross-correlation), exactly ``F.conv2d(x, weight, bias, stride, padding)``.
+    """2-D convolution (cross-correlation), exactly
+    ``F.conv2d(x, weight, bias, stride, padding)``.
 
     Args:
         x: float array ``(N, C, H, W)``.
         weight: ``(F, C, kh, kw)``; bias: ``(F,)``, or ``None`` for no bias.
-        stride: int >= 1 or a pair; padding: int >= 0 or a pair (zero padding).
+        stride: int >= 1 or a pair; padding: int >= 0 or a pair (zero
+            padding).
 
     Returns:
         ``(out, cache)``: ``out`` of shape ``(N, F, Ho, Wo)`` with
-        ``Ho = (H + 2 * padding - kh) // stride + 1`` (columns alike). Computed as one matrix
-        product of the im2col rows with the flattened filters.
+        ``Ho = (H + 2 * padding - kh) // stride + 1`` (columns alike).
+        Computed as one matrix product of the im2col rows with the flattened
+        filters.
     """
     x = float_array(x, "x", ndim=4).astype(np.float64, copy=False)
-    weight = float_array(weight, "weight", ndim=4).astype(np.float64, copy=False)
+    weight = float_array(weight, "weight", ndim=4)
+    weight = weight.astype(np.float64, copy=False)
     n_filters, channels, kh, kw = weight.shape
     if channels != x.shape[1]:
         raise ValueError(
@@ -137,15 +141,17 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
             f"but x has shape {x.shape} ({x.shape[1]} channels)"
         )
     if bias is not None:
-        bias = same_shape(bias, "bias", (n_filters,)).astype(np.float64, copy=False)
+        bias = same_shape(bias, "bias", (n_filters,))
+        bias = bias.astype(np.float64, copy=False)
     s = _pair(stride, "stride", 1)
     p = _pair(padding, "padding", 0)
     N, _, H, W = x.shape
     ho, wo = (H + 2 * p[0] - kh) // s[0] + 1, (W + 2 * p[1] - kw) // s[1] + 1
     if ho < 1 or wo < 1 or kh == 0 or kw == 0:
         raise ValueError(
-            f"kernel {kh}x{kw} does not fit the padded input {H + 2 * p[0]}x{W + 2 * p[1]} "
-            f"(x of shape {x.shape}, padding {p})"
+            f"kernel {kh}x{kw} does not fit the padded input "
+            f"{H + 2 * p[0]}x{W + 2 * p[1]} (x of shape {x.shape}, "
+            f"padding {p})"
         )
     xp = np.pad(x, ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
     cols = _im2col(xp, kh, kw, s)
@@ -153,7 +159,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     if bias is not None:
         out += bias
     out = out.reshape(N, ho, wo, n_filters).transpose(0, 3, 1, 2)
-    cache = {"cols": cols, "weight": weight, "x_shape": x.shape, "stride": s, "padding": p}
+    cache = {
+        "cols": cols,
+        "weight": weight,
+        "x_shape": x.shape,
+        "stride": s,
+        "padding": p,
+    }
     return out, cache
 
 
@@ -322,11 +334,13 @@ class Flatten(Layer):
 
 
 class BatchNorm(Layer):
-    """``nn.BatchNorm1d(C)`` on ``(N, C)`` and ``nn.BatchNorm2d(C)`` on ``(N, C, H, W)``.
+    """``nn.BatchNorm1d(C)`` on ``(N, C)`` and ``nn.BatchNorm2d(C)`` on
+    ``(N, C, H, W)``.
 
-    Training mode normalises with the batch statistics (solutions.batchnorm) and updates the
-    running statistics (solutions.bn_inference, torch's momentum and unbiased-variance
-    rule); eval mode is the fixed affine map of the running statistics.
+    Training mode normalises with the batch statistics (solutions.batchnorm)
+    and updates the running statistics (solutions.bn_inference, torch's
+    momentum and unbiased-variance rule); eval mode is the fixed affine map
+    of the running statistics.
     """
 
     def __init__(self, num_features: int, momentum=0.1, eps: float = 1e-5):
@@ -343,18 +357,25 @@ class BatchNorm(Layer):
         )
 
     def forward(self, x, training):
-        gamma, beta, st = self.params["weight"], self.params["bias"], self.state
+        gamma, beta = self.params["weight"], self.params["bias"]
+        st = self.state
         if not training:
-            out = batchnorm_eval(x, gamma, beta, st["running_mean"], st["running_var"], self.eps)
+            out = batchnorm_eval(
+                x, gamma, beta, st["running_mean"], st["running_var"],
+                self.eps,
+            )
             return out, ("eval", np.asarray(x, dtype=np.float64))
-        # The train step returns the new running statistics but no cache; the forward of the
-        # batchnorm chapter gives the cache. Both are the chapters' code; BN is cheap.
+        # The train step returns the new running statistics but no cache;
+        # the forward of the batchnorm chapter gives the cache. Both are
+        # the chapters' code; BN is cheap.
         out, mean, var, tracked = batchnorm_train_step(
-            x, gamma, beta, st["running_mean"], st["running_var"], st["num_batches_tracked"],
-            self.momentum, self.eps,
+            x, gamma, beta, st["running_mean"], st["running_var"],
+            st["num_batches_tracked"], self.momentum, self.eps,
         )
         _, cache = batchnorm_forward(x, gamma, beta, self.eps)
-        st.update(running_mean=mean, running_var=var, num_batches_tracked=tracked)
+        st.update(
+            running_mean=mean, running_var=var, num_batches_tracked=tracked
+        )
         return out, ("train", cache)
 
     def backward(self, dout, cache):
@@ -362,18 +383,28 @@ class BatchNorm(Layer):
         if mode == "train":
             dx, dgamma, dbeta = batchnorm_backward(dout, inner)
             return dx, {"weight": dgamma, "bias": dbeta}
-        # Eval mode is y = gamma * xhat + beta with xhat a fixed affine function of x.
+        # Eval mode is y = gamma * xhat + beta with xhat a fixed affine
+        # function of x.
         x = inner
-        dout = same_shape(dout, "dout", x.shape).astype(np.float64, copy=False)
+        dout = same_shape(dout, "dout", x.shape)
+        dout = dout.astype(np.float64, copy=False)
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
-        inv_std = (1.0 / np.sqrt(self.state["running_var"] + self.eps)).reshape(shape)
+        running_var = self.state["running_var"].reshape(shape)
+        inv_std = 1.0 / np.sqrt(running_var + self.eps)
         xhat = (x - self.state["running_mean"].reshape(shape)) * inv_std
         axes = (0,) + tuple(range(2, x.ndim))
         dx = dout * self.params["weight"].reshape(shape) * inv_std
-        return dx, {"weight": (dout * xhat).sum(axis=axes), "bias": dout.sum(axis=axes)}
+        grads = {
+            "weight": (dout * xhat).sum(axis=axes),
+            "bias": dout.sum(axis=axes),
+        }
+        return dx, grads
 
     def __repr__(self) -> str:
-        return f"BatchNorm({self.num_features}, momentum={self.momentum}, eps={self.eps})"
+        return (
+            f"BatchNorm({self.num_features}, momentum={self.momentum}, "
+            f"eps={self.eps})"
+        )
 
 
 class LayerNorm(Layer):
@@ -409,11 +440,13 @@ class LayerNorm(Layer):
 
 
 class Dropout(Layer):
-    """``nn.Dropout(p)``, inverted dropout (solutions.dropout); ``p`` is the drop probability.
+    """``nn.Dropout(p)``, inverted dropout (solutions.dropout); ``p`` is the
+    drop probability.
 
-    Masks are drawn from the layer's own generator. Assign a boolean keep-mask to
-    ``fixed_mask`` to use it instead at every training-mode forward (a gradient check needs
-    the same mask on every evaluation; a comparison with torch needs torch's mask).
+    Masks are drawn from the layer's own generator. Assign a boolean
+    keep-mask to ``fixed_mask`` to use it instead at every training-mode
+    forward (a gradient check needs the same mask on every evaluation; a
+    comparison with torch needs torch's mask).
     """
 
     def __init__(self, p: float = 0.5, rng=None):
@@ -429,11 +462,12 @@ class Dropout(Layer):
         mask = np.asarray(self.fixed_mask)
         if mask.dtype != np.bool_ or mask.shape != x.shape:
             raise ValueError(
-                f"fixed_mask must be a boolean array of the input's shape {x.shape}, "
-                f"got dtype {mask.dtype} and shape {mask.shape}"
+                "fixed_mask must be a boolean array of the input's shape "
+                f"{x.shape}, got dtype {mask.dtype} and shape {mask.shape}"
             )
-        # Applying a given keep-mask is the linear map x -> x * mask / (1 - p), which is
-        # exactly what the chapter's backward computes: reuse it rather than retype it.
+        # Applying a given keep-mask is the linear map
+        # x -> x * mask / (1 - p), which is exactly what the chapter's
+        # backward computes: reuse it rather than retype it.
         return dropout_backward(x, mask, self.p), mask
 
     def backward(self, dout, cache):

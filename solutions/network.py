@@ -47,17 +47,22 @@ def network_forward(layers, x, training):
     """Run ``x`` through ``layers`` in order, in training or evaluation mode.
 
     Args:
-        layers: a list of layers with the interface of :class:`solutions.layers.Layer`.
+        layers: a list of layers with the interface of
+            :class:`solutions.layers.Layer`.
         x: the input batch, a float array.
-        training: True for training mode (batch statistics, running statistics updated,
-            dropout on), False for evaluation mode (running statistics, dropout off).
+        training: True for training mode (batch statistics, running
+            statistics updated, dropout on), False for evaluation mode
+            (running statistics, dropout off).
 
     Returns:
-        ``(out, caches)``: the last layer's output and the list of every layer's cache, in
-        layer order, for :func:`network_backward`.
+        ``(out, caches)``: the last layer's output and the list of every
+        layer's cache, in layer order, for :func:`network_backward`.
     """
     if type(training) not in (bool, np.bool_):
-        raise TypeError(f"training must be a bool (True: training mode), got {training!r}")
+        raise TypeError(
+            "training must be a bool (True: training mode), "
+            f"got {training!r}"
+        )
     out = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     caches = []
     for layer in layers:

@@ -33,9 +33,9 @@ def _keep_mask(shape, p: float, rng: np.random.Generator) -> np.ndarray:
 def dropout_forward(x, p, training=True, rng=None):
     """Inverted dropout, the behaviour of ``nn.Dropout(p)``.
 
-    In training each element is kept with probability ``1 - p`` and the survivors are
-    divided by ``1 - p``, so ``E[out] = x`` and nothing needs to change at test time; in
-    evaluation the input passes through unchanged.
+    In training each element is kept with probability ``1 - p`` and the
+    survivors are divided by ``1 - p``, so ``E[out] = x`` and nothing needs
+    to change at test time; in evaluation the input passes through unchanged.
 
     Parameters
     ----------
@@ -46,10 +46,11 @@ def dropout_forward(x, p, training=True, rng=None):
 
     Returns
     -------
-    out : float64 array of the shape of ``x``, ``x * mask / (1 - p)`` in training and a copy
-        of ``x`` in evaluation.
-    mask : boolean keep-mask of the shape of ``x`` (True = kept) in training, ``None`` in
-        evaluation; pass it to :func:`dropout_backward`.
+    out : float64 array of the shape of ``x``: ``x * mask / (1 - p)`` in
+        training, a copy of ``x`` in evaluation.
+    mask : boolean keep-mask of the shape of ``x`` (True = kept) in
+        training, ``None`` in evaluation; pass it to
+        :func:`dropout_backward`.
 
     See book/dropout.md.
     """
@@ -61,14 +62,16 @@ def dropout_forward(x, p, training=True, rng=None):
 
 
 def dropout_backward(dout, mask, p):
-    """Backward pass of :func:`dropout_forward`: the gradient of ``sum(out * dout)`` with
-    respect to ``x``, for the mask that the forward pass drew.
+    """Backward pass of :func:`dropout_forward`: the gradient of
+    ``sum(out * dout)`` with respect to ``x``, for the mask that the forward
+    pass drew.
 
     Parameters
     ----------
-    dout : float array, upstream gradient of the shape of the forward output.
-    mask : the boolean keep-mask returned by :func:`dropout_forward`, or ``None`` (the
-        forward pass ran in evaluation mode, which is the identity: ``dx = dout``).
+    dout : float array, the upstream gradient, of the shape of the output.
+    mask : the boolean keep-mask returned by :func:`dropout_forward`, or
+        ``None`` (the forward pass ran in evaluation mode, which is the
+        identity: ``dx = dout``).
     p : the drop probability used in the forward pass.
 
     Returns
@@ -83,19 +86,23 @@ def dropout_backward(dout, mask, p):
         return dout.copy()
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
-        raise TypeError(f"mask must be the boolean keep-mask from the forward pass, got dtype {mask.dtype}")
+        raise TypeError("mask must be the boolean keep-mask from the "
+                        f"forward pass, got dtype {mask.dtype}")
     if mask.shape != dout.shape:
-        raise ValueError(f"mask must have the shape of dout {dout.shape}, got {mask.shape}")
+        raise ValueError(f"mask must have the shape of dout {dout.shape}, "
+                         f"got {mask.shape}")
     return dout * mask / (1.0 - p)
 
 
 def vanilla_dropout_forward(x, p, training=True, rng=None):
-    """Dropout as in Srivastava et al. (2014): no rescaling in training, scale at test time.
+    """Dropout as in Srivastava et al. (2014): no rescaling in training,
+    scale at test time.
 
-    In training each element is kept with probability ``q = 1 - p`` and left unscaled, so
-    ``E[out] = q * x``; at test time every unit is present and the output is multiplied by
-    ``q`` to match that expectation (the paper scales the outgoing weights by ``q``).
-    Forgetting the test-time factor makes test activations ``1 / q`` times too large.
+    In training each element is kept with probability ``q = 1 - p`` and left
+    unscaled, so ``E[out] = q * x``; at test time every unit is present and
+    the output is multiplied by ``q`` to match that expectation (the paper
+    scales the outgoing weights by ``q``). Forgetting the test-time factor
+    makes test activations ``1 / q`` times too large.
 
     Parameters
     ----------
@@ -106,7 +113,8 @@ def vanilla_dropout_forward(x, p, training=True, rng=None):
 
     Returns
     -------
-    out : float64 array, ``x * mask`` in training and ``x * (1 - p)`` in evaluation.
+    out : float64 array, ``x * mask`` in training and ``x * (1 - p)`` in
+        evaluation.
     mask : boolean keep-mask in training, ``None`` in evaluation.
 
     See book/dropout.md.
@@ -119,11 +127,13 @@ def vanilla_dropout_forward(x, p, training=True, rng=None):
 
 
 def gaussian_dropout_forward(x, p, training=True, rng=None):
-    """Gaussian dropout: multiplicative noise with the mean and variance of inverted dropout.
+    """Gaussian dropout: multiplicative noise with the mean and variance of
+    inverted dropout.
 
-    In training ``out = x * noise`` with ``noise ~ N(1, p / (1 - p))``, the variance of the
-    inverted-dropout multiplier ``mask / (1 - p)`` (Srivastava et al. 2014, section 10;
-    Keras ``GaussianDropout(rate=p)``); at test time the identity.
+    In training ``out = x * noise`` with ``noise ~ N(1, p / (1 - p))``, the
+    variance of the inverted-dropout multiplier ``mask / (1 - p)``
+    (Srivastava et al. 2014, section 10; Keras ``GaussianDropout(rate=p)``);
+    at test time the identity.
 
     Parameters
     ----------
@@ -135,8 +145,8 @@ def gaussian_dropout_forward(x, p, training=True, rng=None):
     Returns
     -------
     out : float64 array of the shape of ``x``.
-    noise : the multiplier of the shape of ``x`` in training (``dx = dout * noise``),
-        ``None`` in evaluation.
+    noise : the multiplier of the shape of ``x`` in training
+        (``dx = dout * noise``), ``None`` in evaluation.
 
     See book/dropout.md.
     """

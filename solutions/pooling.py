@@ -108,22 +108,27 @@ def _window_starts(g: dict, a: int) -> np.ndarray:
     return np.arange(g["out"][a]) * g["stride"][a] - g["padding"][a]
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0,
+                      ceil_mode=False):
     """Max pooling that remembers where each maximum came from.
 
     Args:
         x: float array of shape ``(N, C, H, W)``.
-        kernel_size, stride, padding: int or ``(rows, cols)``; ``stride=None`` means
-            ``kernel_size``; ``padding <= kernel_size // 2``.
-        ceil_mode: round the output size up (torch's rule, see the module docstring).
+        kernel_size, stride, padding: int or ``(rows, cols)``;
+            ``stride=None`` means ``kernel_size``;
+            ``padding <= kernel_size // 2``.
+        ceil_mode: round the output size up (torch's rule, see the module
+            docstring).
 
     Returns:
-        ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` holds each window's maximum;
-        ``cache["argmax"]`` (same shape, int) is its flat index ``row * W + col`` in the
-        ``H x W`` input plane, exactly what ``F.max_pool2d(..., return_indices=True)``
-        returns, and ``cache["x_shape"]`` is ``x.shape``. Padding cells (``-inf``) never win. Ties go to the first maximum in
-        row-major window order; a NaN counts as the maximum, and with several NaNs the
-        last one wins (torch's rule: keep a value if ``val > max or isnan(val)``).
+        ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` holds each
+        window's maximum; ``cache["argmax"]`` (same shape, int) is its flat
+        index ``row * W + col`` in the ``H x W`` input plane, exactly what
+        ``F.max_pool2d(..., return_indices=True)`` returns, and
+        ``cache["x_shape"]`` is ``x.shape``. Padding cells (``-inf``) never
+        win. Ties go to the first maximum in row-major window order; a NaN
+        counts as the maximum, and with several NaNs the last one wins
+        (torch's rule: keep a value if ``val > max or isnan(val)``).
 
     See book/pooling.md.
     """
@@ -133,12 +138,15 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     rows0, cols0 = _window_starts(g, 0), _window_starts(g, 1)
     out_shape = x.shape[:2] + g["out"]
 
-    # torch's scan, run for all windows at once: start at the first in-bounds cell with
-    # max = -inf, and move to a later cell only if it is strictly larger (or NaN), so the
-    # first maximum wins a tie; padding cells are never visited.
-    first_cell = np.maximum(-rows0, 0)[:, None] * kw + np.maximum(-cols0, 0)[None, :]
+    # torch's scan, run for all windows at once: start at the first in-bounds
+    # cell with max = -inf, and move to a later cell only if it is strictly
+    # larger (or NaN), so the first maximum wins a tie; padding cells are
+    # never visited.
+    first_cell = (np.maximum(-rows0, 0)[:, None] * kw
+                  + np.maximum(-cols0, 0)[None, :])
     best = np.full(out_shape, -np.inf)
-    offset_type = np.min_scalar_type(kh * kw - 1).type  # uint8 for kernels up to 16x16: faster
+    # uint8 for kernels up to 16x16: faster
+    offset_type = np.min_scalar_type(kh * kw - 1).type
     offset = np.empty(out_shape, dtype=offset_type)
     offset[...] = first_cell
     won = np.empty(out_shape, dtype=bool)
@@ -146,20 +154,24 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     track_nan = bool(np.isnan(x).any())
     for k, out_idx, in_idx in _window_cells(g, x.shape[2:]):
         top, won_here, cell = best[out_idx], won[out_idx], buffer[out_idx]
-        np.copyto(cell, x[in_idx])  # one strided read; the passes below run on contiguous rows
+        # One strided read; the passes below run on contiguous rows.
+        np.copyto(cell, x[in_idx])
         np.greater(cell, top, out=won_here)
         if track_nan:
             won_here |= np.isnan(cell)
-        np.maximum(top, cell, out=top)  # NaN propagates, as in torch's running max
-        # Offsets arrive in increasing order, so max(offset, k * won) sets offset = k
-        # exactly where this cell won: a branch-free (and much faster) np.where.
-        np.maximum(offset[out_idx], won_here * offset_type(k), out=offset[out_idx])
+        np.maximum(top, cell, out=top)  # NaN propagates, as in torch
+        # Offsets arrive in increasing order, so max(offset, k * won) sets
+        # offset = k exactly where this cell won: a branch-free (and much
+        # faster) np.where.
+        np.maximum(offset[out_idx], won_here * offset_type(k),
+                   out=offset[out_idx])
 
-    # Window offset -> flat index into the H x W input plane, through a kh*kw lookup table.
+    # Window offset -> flat index into the H x W input plane, through a
+    # kh*kw lookup table.
     cell_delta = np.arange(kh)[:, None] * W + np.arange(kw)[None, :]
     window_start = rows0[:, None] * W + cols0[None, :]
-    cache = {"argmax": window_start + cell_delta.ravel()[offset], "x_shape": x.shape}
-    return best, cache
+    argmax = window_start + cell_delta.ravel()[offset]
+    return best, {"argmax": argmax, "x_shape": x.shape}
 
 
 def maxpool2d_backward(dout, cache):
@@ -170,68 +182,85 @@ def maxpool2d_backward(dout, cache):
         cache: the dict returned by :func:`maxpool2d_forward`.
 
     Returns:
-        ``dx`` of shape ``(N, C, H, W)``: each window's whole ``dout`` goes to its argmax
-        cell and nothing to the other cells; a cell that wins several overlapping windows
-        receives the sum of their gradients, so ``dx.sum() == dout.sum()``.
+        ``dx`` of shape ``(N, C, H, W)``: each window's whole ``dout`` goes
+        to its argmax cell and nothing to the other cells; a cell that wins
+        several overlapping windows receives the sum of their gradients, so
+        ``dx.sum() == dout.sum()``.
 
     See book/pooling.md.
     """
-    if not isinstance(cache, dict) or not {"argmax", "x_shape"} <= cache.keys():
-        raise TypeError("cache must be the dict returned by maxpool2d_forward")
+    if (not isinstance(cache, dict)
+            or not {"argmax", "x_shape"} <= cache.keys()):
+        raise TypeError("cache must be the dict returned by "
+                        "maxpool2d_forward")
     argmax, (N, C, H, W) = cache["argmax"], cache["x_shape"]
-    dout = same_shape(dout, "dout", argmax.shape).astype(np.float64, copy=False)
-    # Give every (example, channel) plane its own block of H*W bins; bincount then adds
-    # the gradients of windows sharing an argmax (far faster than np.add.at).
+    dout = same_shape(dout, "dout", argmax.shape)
+    dout = dout.astype(np.float64, copy=False)
+    # Give every (example, channel) plane its own block of H*W bins; bincount
+    # then adds the gradients of windows sharing an argmax (far faster than
+    # np.add.at).
     plane_start = (np.arange(N * C) * (H * W)).reshape(N, C, 1, 1)
-    dx = np.bincount((argmax + plane_start).ravel(), weights=dout.ravel(), minlength=N * C * H * W)
+    dx = np.bincount((argmax + plane_start).ravel(), weights=dout.ravel(),
+                     minlength=N * C * H * W)
     return dx.reshape(N, C, H, W)
 
 
-def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True, ceil_mode=False):
+def avgpool2d_forward(x, kernel_size, stride=None, padding=0,
+                      count_include_pad=True, ceil_mode=False):
     """Average pooling.
 
     Args:
         x: float array of shape ``(N, C, H, W)``.
-        kernel_size, stride, padding: int or ``(rows, cols)``; ``stride=None`` means
-            ``kernel_size``; ``padding <= kernel_size // 2``; padding cells hold zeros.
-        count_include_pad: divide by the window size including padding cells (torch's
-            default) or, if False, by the number of input cells in the window.
-        ceil_mode: round the output size up (torch's rule, see the module docstring).
+        kernel_size, stride, padding: int or ``(rows, cols)``;
+            ``stride=None`` means ``kernel_size``;
+            ``padding <= kernel_size // 2``; padding cells hold zeros.
+        count_include_pad: divide by the window size including padding
+            cells (torch's default) or, if False, by the number of input
+            cells in the window.
+        ceil_mode: round the output size up (torch's rule, see the module
+            docstring).
 
     Returns:
-        ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` is each window's sum divided
-        by ``cache["divisor"]`` (shape ``(Ho, Wo)``). With ``count_include_pad=True`` the
-        divisor counts the cells inside the padded input, so a ``ceil_mode`` window that
-        runs past the right padding is divided by fewer than ``kh * kw`` cells. The cache
-        also holds ``x_shape`` (``x.shape``) and ``geometry``: the dict ``_geometry``
-        returns, without ``x`` (``kernel``, ``stride``, ``padding`` as pairs, ``out``).
+        ``(out, cache)``: ``out`` of shape ``(N, C, Ho, Wo)`` is each
+        window's sum divided by ``cache["divisor"]`` (shape ``(Ho, Wo)``).
+        With ``count_include_pad=True`` the divisor counts the cells inside
+        the padded input, so a ``ceil_mode`` window that runs past the right
+        padding is divided by fewer than ``kh * kw`` cells. The cache also
+        holds ``x_shape`` (``x.shape``) and ``geometry``: the dict
+        ``_geometry`` returns, without ``x`` (``kernel``, ``stride``,
+        ``padding`` as pairs, ``out``).
 
     See book/pooling.md.
     """
     g = _geometry(x, kernel_size, stride, padding, ceil_mode)
     if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+        raise TypeError("count_include_pad must be a bool, "
+                        f"got {count_include_pad!r}")
     x = g["x"]
     (N, C, H, W), (Ho, Wo) = x.shape, g["out"]
-    # The window sum is separable: add the kh rows of each window, then the kw columns
-    # of those row sums (rows first keeps the strided column slices on the smaller array).
+    # The window sum is separable: add the kh rows of each window, then the
+    # kw columns of those row sums (rows first keeps the strided column
+    # slices on the smaller array).
     row_sums = np.zeros((N, C, Ho, W))
     for _, out_rows, in_rows in _axis_cells(g, 0, H):
-        row_sums[:, :, out_rows] += x[:, :, in_rows]  # padding rows add zero: skipped
+        # Padding rows add zero, so they are skipped.
+        row_sums[:, :, out_rows] += x[:, :, in_rows]
     total = np.zeros((N, C, Ho, Wo))
     for _, out_cols, in_cols in _axis_cells(g, 1, W):
         total[..., out_cols] += row_sums[..., in_cols]
 
     counts = []
     for a in range(2):
+        size, pad = x.shape[2 + a], g["padding"][a]
         start = _window_starts(g, a)
-        stop = np.minimum(start + g["kernel"][a], x.shape[2 + a] + g["padding"][a])
+        stop = np.minimum(start + g["kernel"][a], size + pad)
         if not count_include_pad:
-            start, stop = np.maximum(start, 0), np.minimum(stop, x.shape[2 + a])
+            start, stop = np.maximum(start, 0), np.minimum(stop, size)
         counts.append(stop - start)
     divisor = np.outer(counts[0], counts[1]).astype(np.float64)
 
-    cache = {"divisor": divisor, "x_shape": x.shape, "geometry": {k: v for k, v in g.items() if k != "x"}}
+    geometry = {k: v for k, v in g.items() if k != "x"}
+    cache = {"divisor": divisor, "x_shape": x.shape, "geometry": geometry}
     return total / divisor, cache
 
 
@@ -244,19 +273,22 @@ def avgpool2d_backward(dout, cache):
 
     Returns:
         ``dx`` of shape ``(N, C, H, W)``: every cell of a window receives
-        ``dout / divisor`` for that window; overlapping windows add up. Shares sent to
-        padding cells are dropped, so ``dx.sum() == dout.sum()`` only when no window
-        touches the padding (or with ``count_include_pad=False``).
+        ``dout / divisor`` for that window; overlapping windows add up.
+        Shares sent to padding cells are dropped, so
+        ``dx.sum() == dout.sum()`` only when no window touches the padding
+        (or with ``count_include_pad=False``).
 
     See book/pooling.md.
     """
-    if not isinstance(cache, dict) or not {"divisor", "x_shape", "geometry"} <= cache.keys():
-        raise TypeError("cache must be the dict returned by avgpool2d_forward")
+    if (not isinstance(cache, dict)
+            or not {"divisor", "x_shape", "geometry"} <= cache.keys()):
+        raise TypeError("cache must be the dict returned by "
+                        "avgpool2d_forward")
     g, (N, C, H, W) = cache["geometry"], cache["x_shape"]
-    dout = same_shape(dout, "dout", (N, C) + g["out"]).astype(np.float64, copy=False)
-    share = dout / cache["divisor"]
-    # Transpose of the forward's two passes: spread each share over the window's kw
-    # columns, then over its kh rows; overlapping windows add up.
+    dout = same_shape(dout, "dout", (N, C) + g["out"])
+    share = dout.astype(np.float64, copy=False) / cache["divisor"]
+    # Transpose of the forward's two passes: spread each share over the
+    # window's kw columns, then over its kh rows; overlapping windows add up.
     col_spread = np.zeros((N, C, g["out"][0], W))
     for _, out_cols, in_cols in _axis_cells(g, 1, W):
         col_spread[..., in_cols] += share[..., out_cols]
@@ -266,23 +298,30 @@ def avgpool2d_backward(dout, cache):
     return dx
 
 
-def minpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
-    """Min pooling: each window's minimum; the first minimum in row-major order wins a tie.
+def minpool2d_forward(x, kernel_size, stride=None, padding=0,
+                      ceil_mode=False):
+    """Min pooling: each window's minimum; the first minimum in row-major
+    order wins a tie.
 
-    Args and Returns as :func:`maxpool2d_forward`; ``cache["argmax"]`` holds the flat
-    input-plane index of each window's (first) minimum. Padding never wins.
+    Args and Returns as :func:`maxpool2d_forward`; ``cache["argmax"]`` holds
+    the flat input-plane index of each window's (first) minimum. Padding
+    never wins.
 
     See book/pooling.md.
     """
-    out, cache = maxpool2d_forward(-float_array(x, "x", ndim=4), kernel_size, stride, padding, ceil_mode)
+    negated = -float_array(x, "x", ndim=4)
+    out, cache = maxpool2d_forward(negated, kernel_size, stride=stride,
+                                   padding=padding, ceil_mode=ceil_mode)
     return -out, cache
 
 
 def minpool2d_backward(dout, cache):
-    """Backward pass of :func:`minpool2d_forward`: each window's gradient goes to its argmin.
+    """Backward pass of :func:`minpool2d_forward`: each window's gradient
+    goes to its argmin.
 
-    Args and Returns as :func:`maxpool2d_backward`, with the cached (first) minimum of
-    each window in place of its maximum; overlapping windows add up.
+    Args and Returns as :func:`maxpool2d_backward`, with the cached (first)
+    minimum of each window in place of its maximum; overlapping windows add
+    up.
 
     See book/pooling.md.
     """

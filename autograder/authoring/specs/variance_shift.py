@@ -19,8 +19,9 @@ noise layer, and measure the shift layer by layer in a PyTorch model.
   is independent of `x`. The **shift ratio** is `Var_test / Var_train`, the variance of
   the layer's output at test time divided by its variance in training (below 1 when
   training adds variance).
-* Uout (Li et al.'s variance-stable noise): `X = x + x r` with `r ~ U(-beta, beta)`, a
-  fresh `r` for every element, in training only.
+* Uout (Li et al.'s uniform noise, whose variance shift is small at small `beta` but not
+  zero): `X = x + x r` with `r ~ U(-beta, beta)`, a fresh `r` for every element, in
+  training only.
 * Random functions take `rng`: `None`, an int seed or a `numpy.random.Generator`; turn it
   into a generator with the provided `generator(rng)` and draw every random number from it.
   The checks do not compare your random numbers with anyone else's: they test the

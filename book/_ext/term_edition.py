@@ -6,8 +6,9 @@ publishes while the exercises are open:
 
 * every ``literalinclude`` of a graded function (``:pyobject:``) shows only its signature and
   docstring, followed by a notice naming the exercise notebook;
-* every block marked ``term-withheld`` (the directive, or the cell tag of the same name) is
-  replaced by a notice: the passages, numbers and figures that answer a written question;
+* every passage marked ``term-withheld`` (the directive), and the outputs of every code cell
+  with the tag of the same name, are replaced by a notice: the text, numbers and figures
+  that answer a written question;
 * the page sources, the download and launch buttons and every link to the repository (which
   holds ``solutions/``) are switched off.
 
@@ -32,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from docutils import nodes
-from docutils.parsers.rst import directives
 from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.directives.code import LiteralInclude
+from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger(__name__)
 
 EDITION_VARIABLE = "COURSE_EDITION"
 EDITIONS = ("full", "term")
@@ -110,14 +113,14 @@ def _chapter(env) -> str:
 def _body_notice(name: str, chapter: str) -> nodes.admonition:
     return notice(
         f"The body of {name} is part of the graded exercise notebook {chapter}.ipynb. "
-        "It appears here, in the full edition of the book, after the exercise's deadline."
+        "It appears here, in the full edition of the book, after the deadline of the exercise."
     )
 
 
-def _passage_notice(chapter: str) -> nodes.admonition:
+def _passage_notice(chapter: str, what: str = "This passage") -> nodes.admonition:
     return notice(
-        f"This passage answers a question of the graded exercise notebook {chapter}.ipynb. "
-        "It appears here, in the full edition of the book, after the exercise's deadline."
+        f"{what} answers a question of the graded exercise notebook {chapter}.ipynb. "
+        "It appears here, in the full edition of the book, after the deadline of the exercise."
     )
 
 
@@ -149,10 +152,12 @@ class TermWithheld(SphinxDirective):
 
     has_content = True
     optional_arguments = 1
-    option_spec = {"class": directives.class_option}
 
     def run(self) -> list[nodes.Node]:
         chapter = self.arguments[0] if self.arguments else _chapter(self.env)
+        notebooks = set(graded_functions(self.env.srcdir).values())
+        if chapter not in notebooks:
+            raise self.error(f"{TAG}: no exercise notebook {chapter!r}; one of {', '.join(sorted(notebooks))}")
         if self.config.course_edition == "term":
             return [_passage_notice(chapter)]
         holder = nodes.Element()
@@ -161,12 +166,25 @@ class TermWithheld(SphinxDirective):
 
 
 def withhold_tagged_cells(app: Sphinx, doctree: nodes.document) -> None:
-    """Replace every code cell tagged ``term-withheld`` (input and outputs) by a notice."""
+    """Replace the outputs of every code cell tagged ``term-withheld`` by a notice.
+
+    The code stays (it is the experiment, and its input is hidden or shown as the page
+    chose); what it printed or drew is the answer.
+    """
     if app.config.course_edition != "term":
         return
     for cell in list(doctree.findall(nodes.container)):
-        if f"tag_{TAG}" in cell.get("classes", []):
-            cell.replace_self(_passage_notice(_chapter(app.env)))
+        tags = [c[len("tag_") :] for c in cell.get("classes", []) if c.startswith(f"tag_{TAG}")]
+        if cell.get("nb_element") != "cell_code" or not tags:
+            continue
+        # "term-withheld" answers the page's own notebook; "term-withheld:<chapter>" another's.
+        chapter = tags[0].partition(":")[2] or _chapter(app.env)
+        if chapter not in set(graded_functions(app.srcdir).values()):
+            logger.warning(f"{TAG}: no exercise notebook {chapter!r}", location=cell)
+        outputs = [c for c in cell.children if isinstance(c, nodes.container) and c.get("nb_element") == "cell_code_output"]
+        for output in outputs:
+            cell.remove(output)
+        cell += _passage_notice(chapter, "The output of this cell")
 
 
 def configure(app: Sphinx, config: Config) -> None:

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: book test bench bench-grading clean
+.PHONY: book book-term test bench bench-grading clean
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(BIN)/.installed: requirements.txt pyproject.toml
 book: $(BIN)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/jupyter-book build . -n -W --keep-going
 
-# The browser test (tests/test_book_site.py) checks the built site, so build it first.
-test: book
+# The term edition (book/_ext/term_edition.py): the same chapters without the graded answers,
+# for publishing while the exercises are open. It reads the outputs the full build cached, so
+# it runs after `book` and executes nothing. Output: _build/term/_build/html.
+book-term: book
+	COURSE_EDITION=term OMP_NUM_THREADS=1 $(BIN)/jupyter-book build . --path-output _build/term -n -W --keep-going
+
+# The browser test (tests/test_book_site.py) checks both built editions, so build them first.
+test: book book-term
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/.installed

@@ -7,7 +7,10 @@ notebook and exercise-zip links that resolve, and no request to any other host. 
 screenshot of each page is saved to _build/screenshots/<page>.png for a person to
 look at.
 
-Build the site first (`make book`; `make test` does it). Without a build the
+The same checks run on the term edition in _build/term/_build/html (`make book-term`), which
+must also show its notices in place of the graded code and offer no page sources.
+
+Build the sites first (`make book book-term`; `make test` does it). Without a build the
 tests are skipped, unless the CI environment variable is set: then they fail.
 """
 
@@ -30,6 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "_build" / "html"
+TERM_SITE = ROOT / "_build" / "term" / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -58,10 +62,11 @@ def toc_pages() -> list[str]:
 PAGES = toc_pages()
 
 
-def require_site() -> None:
-    if (SITE / "index.html").is_file():
+def require_site(site: Path = SITE) -> None:
+    if (site / "index.html").is_file():
         return
-    reason = f"the book is not built ({SITE / 'index.html'} is missing); run `make book`"
+    target = "book-term" if site == TERM_SITE else "book"
+    reason = f"the book is not built ({site / 'index.html'} is missing); run `make {target}`"
     if IN_CI:
         pytest.fail(f"{reason}. CI is set, so a missing site is a failure.")
     pytest.skip(reason)
@@ -91,6 +96,13 @@ def serve(directory: Path):
 def base_url():
     require_site()
     with serve(SITE) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def term_base_url():
+    require_site(TERM_SITE)
+    with serve(TERM_SITE) as url:
         yield url
 
 
@@ -264,6 +276,42 @@ def test_page_renders(docname, base_url, browser):
         # The chapter offers its graded exercise, packaged with the checks it imports.
         zip_name = f"{chapter}-exercise.zip"
         assert any(link.endswith(zip_name) for link in report.notebook_links), f"no link to {zip_name}"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_term_page_renders(docname, term_base_url, browser):
+    url = urljoin(term_base_url, f"{docname}.html")
+    report = inspect_page(browser, url, SCREENSHOTS / "term" / f"{Path(docname).name}.png")
+    assert report.problems() == {}, f"{docname}: {report.problems()}"
+    # No executed notebook to download: it would carry what the page withholds.
+    notebooks = [link for link in report.notebook_links if urlparse(link).path.endswith(".ipynb")]
+    assert not notebooks, f"{docname} offers {notebooks}"
+    chapter = Path(docname).name
+    if (ROOT / "exercises" / "release" / chapter / f"{chapter}.ipynb").is_file():
+        zip_name = f"{chapter}-exercise.zip"
+        assert any(link.endswith(zip_name) for link in report.notebook_links), f"no link to {zip_name}"
+
+
+def test_term_page_shows_the_notice_not_the_body(term_base_url, browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("**/*", lambda r: r.abort() if urlparse(r.request.url).hostname != LOCAL_HOST else r.continue_())
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(urljoin(term_base_url, "book/batchnorm.html"), wait_until="load")
+        listing = page.locator("div.highlight pre", has_text="def batchnorm_forward(").first
+        code = listing.inner_text()
+        notice = page.locator("div.term-withheld", has_text="batchnorm_forward").first
+        notice.scroll_into_view_if_needed()
+        notice_visible, notice_text = notice.is_visible(), notice.inner_text()
+        repository_links = page.locator("a[href*='github.com']").count()
+    finally:
+        context.close()
+    # The signature and the docstring, then "..." where the body was.
+    body = code.split('"""')[-1]
+    assert body.strip() == "...", f"the listing still has a body: {body[:200]!r}"
+    assert notice_visible and "batchnorm.ipynb" in notice_text and "deadline" in notice_text
+    assert repository_links == 0
 
 
 def is_notebook_page(docname: str) -> bool:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Check, CheckFailure, close, numerical_gradient, unpack
+from .core import Check, CheckFailure, array_kinds, close, describing, numerical_gradient, unpack
 
 CHAPTER = "pooling"
 TOL = 1e-8  # float64 against float64: correct code lands near 1e-15, the bugs above 1e-2
@@ -300,13 +300,14 @@ def _bwd(kind, function, name, points, description, inputs, *, oracle="autograd"
 
 CHECKS = [
     # maxpool2d_forward: 20 points
-    _fwd("max", MF, "torch", 4, "out and argmax match F.max_pool2d on (2, 3, 6, 8), 2x2 windows, no ties",
-         _inputs((2, 3, 6, 8), 2), seed=1),
+    _fwd("max", MF, "torch", 4,
+         "out and argmax match F.max_pool2d on (1, 3, 7, 8), a 2x3 kernel, stride (1, 2) (overlapping), no ties",
+         _inputs((1, 3, 7, 8), (2, 3), (1, 2)), seed=1),
     _fwd("max", MF, "torch_hidden", 3, "out and argmax on a rectangular, overlapping kernel",
          _inputs((2, 2, 9, 7), (3, 2), (2, 1)), hidden=True, cell="torch"),
     _fwd("max", MF, "padding", 4,
-         "out and argmax match F.max_pool2d with padding 1 on negative inputs (padding never wins)",
-         _inputs((2, 2, 7, 8), 3, 2, 1, sign=-1.0), seed=2),
+         "out and argmax match F.max_pool2d with padding (1, 1) on negative inputs (padding never wins)",
+         _inputs((2, 2, 7, 8), (3, 3), (2, 2), (1, 1), sign=-1.0), seed=2),
     _fwd("max", MF, "padding_hidden", 3, "padding on another geometry, negative inputs",
          _inputs((1, 3, 6, 9), (2, 3), (2, 2), (1, 1), sign=-1.0), hidden=True, cell="padding"),
     _fwd("max", MF, "ties", 3, "argmax is the first maximum in row-major order on inputs with many ties",
@@ -320,22 +321,22 @@ CHECKS = [
     _bwd("max", MB, "finite_difference_hidden", 3, "dx with padding, 3x3 windows, stride 3",
          _backward_inputs("max", (1, 3, 7, 7), 3, 3, 1), hidden=True, cell="finite_difference"),
     _bwd("max", MB, "overlap", 4,
-         "dx matches autograd with overlapping 3x3 windows, stride 1 (shared winners add up)",
-         _backward_inputs("max", (2, 2, 7, 7), 3, 1), seed=5),
+         "dx matches autograd with overlapping 2x3 windows, stride (1, 2), padding (1, 1) (shared winners add up)",
+         _backward_inputs("max", (1, 2, 7, 8), (2, 3), (1, 2), (1, 1)), seed=5),
     _bwd("max", MB, "overlap_hidden", 3, "overlapping rectangular windows with padding",
          _backward_inputs("max", (2, 1, 8, 9), (3, 2), (2, 1), (1, 1)), hidden=True, cell="overlap"),
     _bwd("max", MB, "ties", 3,
-         "with tied maxima each window's gradient goes to one cell, its first maximum (autograd)",
-         _backward_inputs("max", (2, 2, 6, 6), 2, values=_ties), seed=6),
+         "with tied maxima each window's gradient goes to one cell, its first maximum (autograd, 2x2, stride 2)",
+         _backward_inputs("max", (2, 2, 6, 6), 2, 2, values=_ties), seed=6),
     _bwd("max", MB, "ties_hidden", 3, "ties with padding, 3x3 windows, stride 3",
          _backward_inputs("max", (1, 2, 7, 8), 3, 3, 1, values=_ties), hidden=True, cell="ties"),
     # avgpool2d_forward: 15 points
-    _fwd("avg", AF, "torch", 3, "out matches F.avg_pool2d on (2, 3, 6, 6), 2x2 windows",
-         _inputs((2, 3, 6, 6), 2), seed=7),
+    _fwd("avg", AF, "torch", 3, "out matches F.avg_pool2d on (1, 3, 7, 6), a 2x3 kernel, stride (1, 2)",
+         _inputs((1, 3, 7, 6), (2, 3), (1, 2)), seed=7),
     _fwd("avg", AF, "torch_hidden", 2, "out on overlapping rectangular windows",
          _inputs((2, 2, 7, 9), (3, 2), (2, 1)), hidden=True, cell="torch"),
-    _fwd("avg", AF, "padding", 3, "out matches F.avg_pool2d with padding 1, count_include_pad=True",
-         _inputs((2, 2, 7, 7), 3, 2, 1, count_include_pad=True), seed=8),
+    _fwd("avg", AF, "padding", 3, "out matches F.avg_pool2d with padding (1, 1), count_include_pad=True",
+         _inputs((2, 2, 7, 7), (3, 3), (2, 2), (1, 1), count_include_pad=True), seed=8),
     _fwd("avg", AF, "padding_hidden", 2, "padding counted in the divisor on another geometry",
          _inputs((1, 3, 6, 8), (2, 3), (1, 2), (1, 1), count_include_pad=True), hidden=True, cell="padding"),
     _fwd("avg", AF, "count_include_pad", 3,
@@ -351,8 +352,9 @@ CHECKS = [
     _bwd("avg", AB, "finite_difference_hidden", 2, "dx with padding counted, 3x3 windows, stride 3",
          _backward_inputs("avg", (1, 2, 7, 7), 3, 3, 1, count_include_pad=True), hidden=True,
          cell="finite_difference"),
-    _bwd("avg", AB, "overlap", 3, "dx matches autograd with overlapping 3x3 windows, stride 1 (shares add up)",
-         _backward_inputs("avg", (2, 2, 7, 7), 3, 1), seed=11),
+    _bwd("avg", AB, "overlap", 3,
+         "dx matches autograd with overlapping 2x3 windows, stride (1, 2), padding (1, 1) counted (shares add up)",
+         _backward_inputs("avg", (1, 2, 7, 8), (2, 3), (1, 2), (1, 1), count_include_pad=True), seed=11),
     _bwd("avg", AB, "overlap_hidden", 2, "overlapping rectangular windows with padding counted",
          _backward_inputs("avg", (2, 1, 8, 9), (3, 2), (2, 1), (1, 1), count_include_pad=True), hidden=True,
          cell="overlap"),
@@ -364,12 +366,75 @@ CHECKS = [
          cell="count_include_pad"),
     # minpool2d_forward and minpool2d_backward: 10 points
     _fwd("min", NF, "torch", 3,
-         "out and argmin match -F.max_pool2d(-x) with padding 1 on positive inputs (padding never wins)",
-         _inputs((2, 2, 7, 7), 3, 2, 1, sign=1.0), seed=13),
+         "out and argmin match -F.max_pool2d(-x), 3x2 kernel, stride (2, 1), padding (1, 1), positive inputs",
+         _inputs((1, 2, 7, 8), (3, 2), (2, 1), (1, 1), sign=1.0), seed=13),
     _fwd("min", NF, "torch_hidden", 2, "out and argmin on a rectangular kernel with padding",
          _inputs((1, 3, 6, 9), (2, 3), (2, 2), (1, 1), sign=1.0), hidden=True, cell="torch"),
-    _bwd("min", NB, "autograd", 3, "dx matches autograd of -F.max_pool2d(-x) on (2, 2, 6, 6), 2x2 windows",
-         _backward_inputs("min", (2, 2, 6, 6), 2), seed=14),
+    _bwd("min", NB, "autograd", 3,
+         "dx matches autograd of -F.max_pool2d(-x) on (1, 2, 7, 8), 3x3 windows, stride 3, padding 1",
+         _backward_inputs("min", (1, 2, 7, 8), 3, 3, 1), seed=14),
     _bwd("min", NB, "autograd_hidden", 2, "dx with padding, 3x3 windows, stride 3",
          _backward_inputs("min", (1, 3, 7, 7), 3, 3, 1), hidden=True, cell="autograd"),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+def _geometry_of(inputs: dict) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    k = _pair(inputs["kernel_size"])
+    s = k if inputs.get("stride") is None else _pair(inputs["stride"])
+    return k, s, _pair(inputs.get("padding", 0))
+
+
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs (forward and
+    backward checks alike: a backward check's cache comes from the same arguments)."""
+    x = inputs["x"]
+    (kh, kw), (sh, sw), (ph, pw) = _geometry_of(inputs)
+    kinds = array_kinds(x)
+    kinds.add("rectangular kernel" if kh != kw else "square kernel")
+    kinds.add("kernel_size given as a pair" if isinstance(inputs["kernel_size"], (tuple, list))
+              else "kernel_size given as an int")
+    if inputs.get("stride") is None:
+        kinds.add("default stride (the kernel size)")
+    else:
+        kinds.add("stride given as a pair" if isinstance(inputs["stride"], (tuple, list))
+                  else "stride given as an int")
+    if sh != sw:
+        kinds.add("different strides along the two axes")
+    if sh < kh or sw < kw:
+        kinds.add("overlapping windows (stride < kernel)")
+    if (sh, sw) != (kh, kw) and sh >= kh and sw >= kw:
+        kinds.add("stride larger than the kernel")
+    kinds.add("padding" if ph or pw else "no padding")
+    if isinstance(inputs.get("padding"), (tuple, list)):
+        kinds.add("padding given as a pair")
+    H, W = x.shape[2:]
+    if (H + 2 * ph - kh) % sh or (W + 2 * pw - kw) % sw:
+        kinds.add("rows or columns that no window reaches")
+    if "count_include_pad" in inputs:
+        kinds.add(f"count_include_pad={inputs['count_include_pad']}")
+    if np.array_equal(x, np.round(x)) and np.unique(x).size < x.size:
+        kinds.add("tied values")
+    elif np.all(x < 0):
+        kinds.add("all-negative values")
+    elif np.all(x > 0):
+        kinds.add("all-positive values")
+    return kinds
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words, e.g. "a (1, 3, 7, 8) input, 3x2 kernel, stride (2, 1), no
+    padding, tied values" (shapes and geometry only, never values)."""
+    (kh, kw), (sh, sw), (ph, pw) = _geometry_of(inputs)
+    words = [f"a {tuple(inputs['x'].shape)} input", f"{kh}x{kw} kernel",
+             f"stride {sh}" if sh == sw else f"stride ({sh}, {sw})",
+             "no padding" if not (ph or pw) else (f"padding {ph}" if ph == pw else f"padding ({ph}, {pw})")]
+    if "count_include_pad" in inputs:
+        words.append(f"count_include_pad={inputs['count_include_pad']}")
+    kinds = input_kinds(function, inputs)
+    words += [k for k in ("overlapping windows (stride < kernel)", "rows or columns that no window reaches",
+                          "tied values", "all-negative values", "all-positive values") if k in kinds]
+    return ", ".join(words)
+
+
+CHECKS = describing(CHECKS, describe_input)

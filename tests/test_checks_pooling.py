@@ -105,9 +105,18 @@ def test_the_notebook_answers_pass_everything():
     assert failed_cells(notebook_namespace()) == set()
 
 
-def test_self_check_cells_run_and_report_success(capsys):
+def released_package(monkeypatch):
+    """``coursechecks`` as a notebook imports it (the released copy of the checks package)."""
+    import autograder.authoring.checks as package
+
+    monkeypatch.setitem(sys.modules, "coursechecks", package)
+    monkeypatch.setitem(sys.modules, "coursechecks.pooling", module)
+
+
+def test_self_check_cells_run_and_report_success(capsys, monkeypatch):
     from autograder.authoring.checks import gradient_check
 
+    released_package(monkeypatch)
     namespace = {**notebook_namespace(), "gradient_check": gradient_check}
     for part in SPEC.parts:
         if part.self_check:

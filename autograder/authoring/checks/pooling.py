@@ -124,10 +124,11 @@ def _torch_out_shape(inputs: dict) -> tuple[int, ...]:
 def _expect_forward(kind: str):
     def expect(inputs: dict) -> dict:
         x = _t(inputs["x"])
+        x_shape = np.array(np.shape(inputs["x"]), dtype=np.float64)
         if kind == "avg":
-            return {"out": _torch_avg(x, inputs).numpy()}
+            return {"out": _torch_avg(x, inputs).numpy(), "cache['x_shape']": x_shape}
         out, idx = _torch_max(x, inputs, -1.0 if kind == "min" else 1.0)
-        return {"out": out.numpy(), "cache['argmax']": idx.numpy()}
+        return {"out": out.numpy(), "cache['x_shape']": x_shape, "cache['argmax']": idx.numpy()}
 
     return expect
 
@@ -181,7 +182,8 @@ def _expect_reference_forward(kind: str):
         from solutions import pooling
 
         out, cache = getattr(pooling, f"{kind}pool2d_forward")(**_forward_args(inputs))
-        return {"out": out} if kind == "avg" else {"out": out, "cache['argmax']": cache["argmax"]}
+        expected = {"out": out, "cache['x_shape']": np.array(cache["x_shape"], dtype=np.float64)}
+        return expected if kind == "avg" else {**expected, "cache['argmax']": cache["argmax"]}
 
     return reference_forward
 
@@ -197,44 +199,144 @@ def _expect_reference_backward(kind: str):
 
 
 # ---------------------------------------------------------------- calling the student's code
+DOCUMENTED = {"max": ("argmax", "x_shape"), "min": ("argmax", "x_shape"), "avg": ("divisor", "x_shape", "geometry")}
+
+
+def _out_hw(inputs: dict) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw) = _geometry_of(inputs)
+    H, W = np.shape(inputs["x"])[2:]
+    return (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+
+def _cache_problem(kind: str, inputs: dict, cache) -> str:
+    """What is wrong with a forward pass's cache for the backward pass to use, or "": the
+    documented keys, their shapes and (for the argmax) the range of the indices."""
+    if not isinstance(cache, dict):
+        return f"the cache must be a dict, got {type(cache).__name__}"
+    missing = [k for k in DOCUMENTED[kind] if k not in cache]
+    if missing:
+        return f"the cache has no key(s) {', '.join(map(repr, missing))} (got {sorted(map(str, cache))})"
+    x_shape = np.shape(inputs["x"])
+    try:
+        if tuple(int(n) for n in cache["x_shape"]) != x_shape:
+            return f"cache['x_shape'] is {tuple(cache['x_shape'])}, but x has shape {x_shape}"
+    except (TypeError, ValueError):
+        return f"cache['x_shape'] must be x.shape, got {cache['x_shape']!r}"
+    out_shape = x_shape[:2] + _out_hw(inputs)
+    H, W = x_shape[2:]
+    if kind in ("max", "min"):
+        argmax = np.asarray(cache["argmax"])
+        if not np.issubdtype(argmax.dtype, np.integer):
+            return f"cache['argmax'] must be an integer array (flat indices), got dtype {argmax.dtype}"
+        if argmax.shape != out_shape:
+            return f"cache['argmax'] has shape {argmax.shape}, expected {out_shape} (one index per window)"
+        bad = (argmax < 0) | (argmax >= H * W)
+        if bad.any():
+            return (f"cache['argmax'] holds {int(bad.sum())} index(es) outside 0..{H * W - 1} (e.g. {int(argmax[bad][0])}): "
+                    f"each must be row * W + col in the unpadded {H} x {W} plane, not in the padded one")
+    else:
+        try:
+            divisor = np.asarray(cache["divisor"], dtype=np.float64)
+            fits = np.broadcast_shapes(divisor.shape, out_shape[2:]) == out_shape[2:]
+        except (TypeError, ValueError):
+            fits = False
+        if not fits:
+            return (f"cache['divisor'] has shape {np.shape(cache['divisor'])}, expected {out_shape[2:]} "
+                    "(one divisor per window position)")
+        if not np.all(divisor > 0):
+            return "cache['divisor'] holds values that are not positive"
+    return ""
+
+
+def forward_output_problem(kind: str, inputs: dict, result) -> str:
+    """What is wrong with what ``<kind>pool2d_forward(**inputs)`` returned, for the backward
+    pass to use it: a pair, ``out``'s shape, then the cache (see :func:`_cache_problem`)."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        return f"it must return a pair (out, cache), got a {type(result).__name__}"
+    out_shape = np.shape(inputs["x"])[:2] + _out_hw(inputs)
+    if np.shape(result[0]) != out_shape:
+        return f"out has shape {np.shape(result[0])}, expected {out_shape}"
+    return _cache_problem(kind, inputs, result[1])
+
+
+def check_forward_output(kind: str, x, result, kernel_size, stride=None, padding=0, count_include_pad=None) -> None:
+    """For a notebook's own gradient check: stop with a message naming the forward pass if
+    its output ``result = (out, cache)`` cannot be what the backward pass needs, instead of
+    an ``IndexError`` deep inside the backward pass."""
+    inputs = {"x": np.asarray(x), "kernel_size": kernel_size, "stride": stride, "padding": padding}
+    problem = forward_output_problem(kind, inputs, result)
+    if problem:
+        raise AssertionError(f"{kind}pool2d_backward cannot use the output of your {kind}pool2d_forward on this input: "
+                             f"{problem}. Fix {kind}pool2d_forward first (its own checks above say more).")
+
+
 def _forward_call(kind: str):
     name = f"{kind}pool2d_forward"
 
     def call(fn, inputs: dict) -> dict:
         returned = unpack(fn(**inputs), ("out", "cache"), name)
         out, cache = returned["out"], returned["cache"]
+        keys = DOCUMENTED[kind]
+        if not isinstance(cache, dict) or any(k not in cache for k in keys):
+            raise CheckFailure(f"the cache must be a dict with the key(s) {', '.join(map(repr, keys))}, got "
+                               f"{type(cache).__name__}" + (f" with keys {sorted(map(str, cache))}" if isinstance(cache, dict) else ""))
+        try:
+            x_shape = np.array([int(n) for n in cache["x_shape"]], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise CheckFailure(f"cache['x_shape'] must be x.shape, got {cache['x_shape']!r}") from None
+        # The backward pass reads these entries: a wrong one is this part's failure, not the next's.
+        outputs = {"out": out, "cache['x_shape']": x_shape}
         if kind == "avg":
-            return {"out": out}
-        if not isinstance(cache, dict) or "argmax" not in cache:
-            raise CheckFailure(f"the cache must be a dict with the key 'argmax', got {type(cache).__name__}"
-                               + (f" with keys {sorted(map(str, cache))}" if isinstance(cache, dict) else ""))
+            outputs["shape of cache['divisor']"] = np.array(np.shape(cache["divisor"]), dtype=np.float64)
+            return outputs
         argmax = np.asarray(cache["argmax"])
         if not np.issubdtype(argmax.dtype, np.integer):
             raise CheckFailure(f"cache['argmax'] must be an integer array (flat indices), got dtype {argmax.dtype}")
-        return {"out": out, "cache['argmax']": argmax.astype(np.float64)}
+        return {**outputs, "cache['argmax']": argmax.astype(np.float64)}
 
     return call
 
 
-def _own_cache(fn, kind: str, inputs: dict) -> dict:
-    """The cache of the student's forward pass on the same input, or {} if there is none."""
+def _own_forward(fn, kind: str, inputs: dict) -> tuple[dict, str]:
+    """The cache of the student's forward pass on the same input ({} if there is none) and
+    what is wrong with that forward pass's output ("" if nothing is)."""
     forward = getattr(fn, "__globals__", {}).get(f"{kind}pool2d_forward")
     if not callable(forward):
-        return {}
+        return {}, ""
     try:
         result = forward(**_forward_args(inputs))
-        cache = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
     except Exception:  # noqa: BLE001 (an unfinished forward pass must not cost backward points)
-        return {}
-    return dict(cache) if isinstance(cache, dict) else {}
+        return {}, ""
+    cache = result[1] if isinstance(result, (tuple, list)) and len(result) == 2 else None
+    try:
+        problem = forward_output_problem(kind, _forward_args(inputs), result)
+    except Exception:  # noqa: BLE001
+        problem = ""
+    return (dict(cache) if isinstance(cache, dict) else {}), problem
 
 
 def _backward_call(kind: str):
     name = f"{kind}pool2d_backward"
 
     def call(fn, inputs: dict) -> dict:
-        cache = {**_own_cache(fn, kind, inputs), **inputs["cache"]}
-        return unpack(fn(inputs["dout"], cache), ("dx",), name)
+        own, problem = _own_forward(fn, kind, inputs)
+        extra = sorted(str(k) for k in own if k not in inputs["cache"])
+        cache = {**own, **inputs["cache"]}
+        # The documented keys are the correct ones; only the other keys the student's forward
+        # pass stored can carry its bugs here. If they do, say where the problem comes from.
+        blame = (f"it used the cache key(s) {', '.join(map(repr, extra))} of your {kind}pool2d_forward, whose "
+                 f"output on this input is wrong ({problem}): fix {kind}pool2d_forward first") if extra and problem else ""
+        try:
+            named = unpack(fn(inputs["dout"], cache), ("dx",), name)
+        except (CheckFailure, NotImplementedError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            if blame:
+                raise CheckFailure(f"raised {type(exc).__name__}: {exc}; {blame}") from None
+            raise
+        if blame and np.shape(named["dx"]) != np.shape(inputs["x"]):
+            raise CheckFailure(f"dx has shape {np.shape(named['dx'])}, expected {np.shape(inputs['x'])}; {blame}")
+        return named
 
     return call
 
@@ -252,14 +354,36 @@ def _backward_inputs(kind: str, *args, **kwargs):
 
 # ---------------------------------------------------------------- comparisons
 def _compare_forward(actual: dict, expected: dict) -> None:
-    """``out`` to ``TOL``; ``cache['argmax']`` exactly (it names one cell per window)."""
+    """``out`` to ``TOL``; then the cache the backward pass reads: ``x_shape``, the divisor's
+    shape, and ``argmax`` exactly (it names one cell per window), its range first."""
     close(TOL)({"out": actual["out"]}, {"out": expected["out"]})
+    follow = "; the backward pass reads this cache, so fix it here"
+    x_shape = tuple(int(n) for n in expected["cache['x_shape']"])
+    got_shape = actual["cache['x_shape']"]
+    if got_shape.shape != (4,) or tuple(int(n) for n in got_shape) != x_shape:
+        raise CheckFailure(f"cache['x_shape'] is {tuple(int(n) for n in got_shape.ravel())}, but x has shape {x_shape}"
+                           + follow)
+    out_hw = tuple(np.shape(expected["out"])[2:])
+    if "shape of cache['divisor']" in actual:
+        div = tuple(int(n) for n in actual["shape of cache['divisor']"])
+        try:
+            fits = np.broadcast_shapes(div, out_hw) == out_hw
+        except ValueError:
+            fits = False
+        if not fits:
+            raise CheckFailure(f"cache['divisor'] has shape {div}, expected {out_hw} (one divisor per window "
+                               f"position){follow}")
     key = "cache['argmax']"
     if key not in expected:
         return
     got, want = actual[key], np.asarray(expected[key], dtype=np.float64)
     if got.shape != want.shape:
-        raise CheckFailure(f"{key} has shape {got.shape}, expected {want.shape}")
+        raise CheckFailure(f"{key} has shape {got.shape}, expected {want.shape}{follow}")
+    H, W = x_shape[2:]
+    outside = (got < 0) | (got >= H * W)
+    if outside.any():
+        raise CheckFailure(f"{key} holds {int(outside.sum())} index(es) outside 0..{H * W - 1} (e.g. {got[outside][0]:.0f}): "
+                           f"each must be row * W + col in the unpadded {H} x {W} plane, not in the padded one{follow}")
     wrong = got != want
     if wrong.any():
         idx = tuple(int(i) for i in np.argwhere(wrong)[0])

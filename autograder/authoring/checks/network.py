@@ -415,20 +415,119 @@ def _expect_reference_adam(inputs: dict) -> dict:
 # ------------------------------------------------------------------ train_step
 
 
+EARLIER = ("network_forward", "softmax_cross_entropy", "network_backward", "sgd_momentum_step")
+DISAGREE = "earlier parts that disagree on this input"
+
+
+def _close_enough(a, b) -> bool:
+    try:
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-8 * (1 + np.abs(b))))
+    except (TypeError, ValueError):
+        return False
+
+
+def _earlier_problems(fn, inputs: dict) -> list[str]:
+    """Which of the functions train_step builds on disagree, on this check's first batch,
+    with what the provided layers (their own forward and backward) and the formulas give.
+    Only names functions; the verdict itself comes from the comparison with the oracle."""
+    import contextlib
+    import io
+
+    namespace, spec = _namespace(fn), inputs["layers"]
+    x, y = inputs["x"][0], inputs["y"][0]
+    problems = []
+    try:
+        ours, theirs = _build(namespace, spec, step=0), _build(namespace, spec, step=0)
+        out, caches = x, []
+        for layer in ours:
+            out, cache = layer.forward(out, True)
+            caches.append(cache)
+        shifted = out - out.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        loss = -np.mean(np.log(probs[np.arange(len(y)), y]))
+        dlogits = (probs - np.eye(out.shape[1])[y]) / len(y)
+        grads = []
+        dx = dlogits
+        for layer, cache in zip(reversed(ours), reversed(caches)):
+            dx, g = layer.backward(dx, cache)
+            grads.insert(0, g)
+    except Exception:  # noqa: BLE001 (the provided layers missing: _build says so elsewhere)
+        return []
+    def same_state(a, b) -> bool:
+        return all(set(la.state) == set(lb.state) and all(_close_enough(la.state[k], lb.state[k]) for k in la.state)
+                   for la, lb in zip(a, b))
+
+    def same_backward(result) -> bool:
+        got_dx, got_grads = result
+        return _close_enough(got_dx, dx) and len(got_grads) == len(grads) and all(
+            set(g) == set(w) and all(_close_enough(g[k], w[k]) for k in w) for g, w in zip(got_grads, grads))
+
+    checks = {
+        "network_forward": lambda f: _close_enough(f(theirs, x, True)[0], out) and same_state(theirs, ours),
+        "softmax_cross_entropy": lambda f: all(_close_enough(a, b) for a, b in zip(f(out, y), (loss, dlogits))),
+        "network_backward": lambda f: same_backward(f(ours, dlogits, caches)),
+        "sgd_momentum_step": lambda f: all(_close_enough(a, b) for a, b in zip(
+            f(np.ones(3), np.array([1.0, -2.0, 0.5]), np.array([0.5, 0.5, -1.0]), 0.1, 0.9),
+            (np.ones(3) - 0.1 * np.array([1.45, -1.55, -0.4]), np.array([1.45, -1.55, -0.4])))),
+    }
+    for name, agrees in checks.items():
+        f = namespace.get(name)
+        if not callable(f):
+            continue
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                ok = agrees(f)
+        except Exception:  # noqa: BLE001
+            ok = False
+        if not ok:
+            problems.append(name)
+    return problems
+
+
+def _blame(names) -> str:
+    listed = ", ".join(names)
+    return (f"train_step builds on your {listed}, which {'gives' if len(names) == 1 else 'give'} other results "
+            f"than the provided layers and the formulas on this input: fix {listed} first (its own checks above say more)")
+
+
 def _train_call(fn, inputs: dict) -> dict:
     spec, steps = inputs["layers"], len(inputs["x"])
     layers = _build(_namespace(fn), spec, step=0)
     velocities, losses = None, []
-    for k in range(steps):
-        for layer, entry in zip(layers, spec):
-            if "mask" in entry:
-                layer.fixed_mask = np.asarray(entry["mask"], dtype=bool)[k]
-        named = unpack(fn(layers, inputs["x"][k], inputs["y"][k], velocities, inputs["lr"], inputs["momentum"]),
-                       ("loss", "velocities"), "train_step")
-        losses.append(named["loss"])
-        velocities = named["velocities"]
+    try:
+        for k in range(steps):
+            for layer, entry in zip(layers, spec):
+                if "mask" in entry:
+                    layer.fixed_mask = np.asarray(entry["mask"], dtype=bool)[k]
+            named = unpack(fn(layers, inputs["x"][k], inputs["y"][k], velocities, inputs["lr"], inputs["momentum"]),
+                           ("loss", "velocities"), "train_step")
+            losses.append(named["loss"])
+            velocities = named["velocities"]
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (CheckFailure too: a wrong return value)
+        problems = _earlier_problems(fn, inputs)
+        if problems:
+            text = exc.message if isinstance(exc, CheckFailure) else f"raised {type(exc).__name__}: {exc}"
+            raise CheckFailure(f"{text}; {_blame(problems)}") from None
+        raise
+    flags = np.array([float(name in _earlier_problems(fn, inputs)) for name in EARLIER])
     return {"losses": np.array([np.asarray(v, dtype=np.float64) for v in losses]),
-            **_param_outputs(layers, spec), **_state_outputs(layers, spec)}
+            **_param_outputs(layers, spec), **_state_outputs(layers, spec), DISAGREE: flags}
+
+
+def _compare_training(actual: dict, expected: dict) -> None:
+    """The oracle decides; if it finds a difference, the message says which earlier part
+    the call found disagreeing on this input (the flags only ever change the words)."""
+    try:
+        close(TOL)(actual, expected)
+    except CheckFailure as exc:
+        flags = actual.get(DISAGREE)
+        names = [n for n, f in zip(EARLIER, np.ravel(flags)) if f] if flags is not None and np.size(flags) == 4 else []
+        if names:
+            raise CheckFailure(f"{exc.message}; {_blame(names)}", exc.detail) from None
+        raise
 
 
 def _expect_torch_training(inputs: dict) -> dict:
@@ -560,19 +659,19 @@ CHECKS = [
           "4 steps on the MLP (new dropout mask each step): losses, parameters and running statistics "
           "match torch with torch.optim.SGD(momentum=0.9)",
           inputs=_training_inputs("mlp", 4, 10, lr=0.1, momentum=0.9), expected=_expect_torch_training,
-          call=_train_call, compare=close(TOL), seed=11),
+          call=_train_call, compare=_compare_training, seed=11),
     Check(_id(T_, "torch_mlp_hidden"), T_, 3, "5 steps on another MLP with momentum 0.5",
           inputs=_training_inputs("mlp", 5, 8, lr=0.2, momentum=0.5, d_in=4, width=9, classes=3),
-          expected=_expect_reference_training, call=_train_call, compare=close(TOL), hidden=True,
+          expected=_expect_reference_training, call=_train_call, compare=_compare_training, hidden=True,
           cell=_id(T_, "torch_mlp")),
     Check(_id(T_, "torch_cnn"), T_, 7,
           "3 steps on the CNN with a 2x3 first kernel, padding (0, 1): losses, parameters and running statistics "
           "match torch",
           inputs=_training_inputs("cnn", 3, 4, lr=0.05, momentum=0.9, kernel=(2, 3), padding=(0, 1), size=(9, 8)), expected=_expect_torch_training,
-          call=_train_call, compare=close(TOL), seed=12),
+          call=_train_call, compare=_compare_training, seed=12),
     Check(_id(T_, "torch_cnn_hidden"), T_, 3, "4 steps on a CNN with a rectangular kernel",
           inputs=_training_inputs("cnn", 4, 3, lr=0.1, momentum=0.8, kernel=(3, 2), padding=(1, 0), size=(8, 9)),
-          expected=_expect_reference_training, call=_train_call, compare=close(TOL), hidden=True,
+          expected=_expect_reference_training, call=_train_call, compare=_compare_training, hidden=True,
           cell=_id(T_, "torch_cnn")),
 ]
 

@@ -151,7 +151,13 @@ def _backward_inputs(shape: tuple[int, ...], eps: float = 1e-5):
 
 def _backward_call(keep: tuple[str, ...] = ("dx", "dgamma", "dbeta")):
     def call(fn, inputs: dict) -> dict:
-        result = fn(inputs["dout"], inputs["cache"])
+        try:
+            result = fn(inputs["dout"], inputs["cache"])
+        except KeyError as exc:  # a key the student's own forward pass stores, not a documented one
+            raise CheckFailure(
+                f"raised KeyError: {exc}; the check passes the cache batchnorm_forward's docstring documents "
+                f"(keys {', '.join(map(repr, inputs['cache']))}), not your forward pass's, so that a bug in "
+                "batchnorm_forward costs forward points only: read only these keys") from None
         return unpack(result, ("dx", "dgamma", "dbeta"), "batchnorm_backward", keep)
 
     return call

@@ -425,7 +425,9 @@ _DIAGNOSED: dict = {}  # earlier function -> whether it fails a visible check (k
 def _earlier_problems(fn, inputs: dict) -> list[str]:
     """Which of the functions train_step builds on (found where train_step was defined, i.e.
     the notebook) fail their own visible checks: the same PyTorch oracles the notebook runs,
-    so nothing here computes an answer. Each function is judged once per process."""
+    so nothing here computes an answer. Each function is judged once per process. Where
+    PyTorch is not importable (the grader runs this chapter's sandbox without it) there is
+    no diagnosis: the earlier parts' own failures are in the same feedback."""
     namespace = _namespace(fn)
     problems = []
     for name in EARLIER:
@@ -433,7 +435,10 @@ def _earlier_problems(fn, inputs: dict) -> list[str]:
         if not callable(f):
             continue
         if f not in _DIAGNOSED:
-            _DIAGNOSED[f] = any(not run_check(c, f).passed for c in CHECKS if c.function == name and not c.hidden)
+            try:
+                _DIAGNOSED[f] = any(not run_check(c, f).passed for c in CHECKS if c.function == name and not c.hidden)
+            except Exception:  # noqa: BLE001 (no PyTorch, as in the grader's numpy sandbox: no diagnosis)
+                _DIAGNOSED[f] = False
         if _DIAGNOSED[f]:
             problems.append(name)
     return problems

@@ -141,7 +141,7 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
                 result = core.judge(check, got, plan.inputs[check.grade_id], plan.expected_for(check))
                 passed, text = result.passed, result.message
             elif isinstance(got, str):
-                passed, text = False, f"{check.function}: {got}"
+                passed, text = False, f"{check.function}{core.input_note(check, plan.inputs[check.grade_id])}: {got}"
             else:
                 passed, text = False, (
                     f"{check.function}: no valid result came back for this test" if status == records.GRADED

@@ -118,3 +118,12 @@ def test_backward_checks_use_their_own_cache():
     _, cache = ref.batchnorm_forward(inputs["x"], inputs["gamma"], inputs["beta"], inputs["eps"])
     for key in cache:
         np.testing.assert_allclose(inputs["cache"][key], cache[key], rtol=1e-12, atol=1e-14)
+
+
+def test_a_backward_pass_reading_an_undocumented_key_is_told_which_keys_it_gets():
+    def backward_reading_x(dout, cache):
+        return cache["x"] * 0, dout.sum(axis=0), dout.sum(axis=0)
+
+    msg = run_check(CHECKS["batchnorm_batchnorm_backward_autograd"], backward_reading_x).message
+    assert msg.startswith("batchnorm_backward: raised KeyError: 'x'; the check passes the cache batchnorm_forward's")
+    assert "'xhat', 'gamma', 'inv_std', 'm', 'mean', 'var'" in msg

@@ -183,3 +183,28 @@ class BatchNorm(Layer):
         if c.function in ("network_forward", "network_backward", "train_step"):
             result = run_check(c, ns[c.function], grading_seed(c))
             assert not result.passed and result.points_awarded == 0, c.grade_id
+
+
+@pytest.mark.parametrize("bug", sorted(b for b, spec in BUGS.items()
+                                       if spec["answer_cell"] != "network_train_step_answer"
+                                       and spec["fails"] & {"network_train_step_torch_mlp", "network_train_step_torch_cnn"}))
+def test_a_training_step_failure_names_the_earlier_part_it_comes_from(bug):
+    # train_step composes the earlier answers: when one of them is wrong, the training step's
+    # cells fail too, and their message says which earlier function to fix first.
+    ns = notebook_namespace(bug)
+    culprit = BUGS[bug]["answer_cell"][len("network_"):-len("_answer")]
+    for c in CHECKS.values():
+        if c.function == "train_step":
+            result = run_check(c, ns["train_step"], grading_seed(c))
+            assert not result.passed
+            assert f"train_step builds on your {culprit}," in result.message, result.message
+            assert f"fix {culprit} first (its own checks above say more)" in result.message
+
+
+@pytest.mark.parametrize("bug", ["train_step_eval_mode", "train_step_forgets_velocities"])
+def test_a_training_step_bug_of_its_own_blames_no_earlier_part(bug):
+    ns = notebook_namespace(bug)
+    for c in CHECKS.values():
+        if c.function == "train_step":
+            result = run_check(c, ns["train_step"], grading_seed(c))
+            assert not result.passed and "builds on your" not in result.message

@@ -105,9 +105,18 @@ def test_the_notebook_answers_pass_everything():
     assert failed_cells(notebook_namespace()) == set()
 
 
-def test_self_check_cells_run_and_report_success(capsys):
+def released_package(monkeypatch):
+    """``coursechecks`` as a notebook imports it (the released copy of the checks package)."""
+    import autograder.authoring.checks as package
+
+    monkeypatch.setitem(sys.modules, "coursechecks", package)
+    monkeypatch.setitem(sys.modules, "coursechecks.pooling", module)
+
+
+def test_self_check_cells_run_and_report_success(capsys, monkeypatch):
     from autograder.authoring.checks import gradient_check
 
+    released_package(monkeypatch)
     namespace = {**notebook_namespace(), "gradient_check": gradient_check}
     for part in SPEC.parts:
         if part.self_check:
@@ -283,3 +292,69 @@ def test_experiment_runs_and_the_model_answer_quotes_its_numbers(monkeypatch):
     from sklearn.datasets import load_digits
 
     np.testing.assert_array_equal(namespace["digit"][0, 0], load_digits().images[5])
+
+
+@pytest.mark.parametrize("pair", sorted(bugs.load("pooling").CROSS_PART))
+def test_a_forward_bug_is_reported_in_the_forward_part(pair):
+    # A right backward pass that reads an extra key of a wrong forward pass's cache: the
+    # forward cells fail on their own, and every backward failure names the forward pass
+    # instead of showing only the backward's exception.
+    spec = bugs.load("pooling").CROSS_PART[pair]
+    namespace = notebook_namespace({"pooling_maxpool2d_forward_answer": spec["forward"],
+                                    "pooling_maxpool2d_backward_answer": spec["backward"]})
+    assert failed_cells(namespace) == spec["fails"]
+    for c in CHECKS.values():
+        result = run_check(c, namespace[c.function], grading_seed(c))
+        if result.passed or not c.function.endswith("backward"):
+            continue
+        kind = c.function[:3]
+        assert f"of your {kind}pool2d_forward, whose output on this input is wrong (out has shape" in result.message
+        assert result.message.endswith(f"fix {kind}pool2d_forward first"), result.message
+    # The same backward pass with a right forward pass passes everything.
+    assert failed_cells(notebook_namespace({"pooling_maxpool2d_backward_answer": spec["backward"]})) == set()
+
+
+def test_an_argmax_out_of_range_is_named_in_the_forward_part():
+    _, buggy = bugs.function("pooling", "max_argmax_in_padded_plane")
+    msg = run_check(CHECKS["pooling_maxpool2d_forward_padding"], buggy).message
+    assert msg.startswith("maxpool2d_forward: cache['argmax'] holds ") and "outside 0..55" in msg
+    assert "unpadded 7 x 8 plane" in msg and "the backward pass reads this cache" in msg
+    hidden = run_check(CHECKS["pooling_maxpool2d_forward_padding_hidden"], buggy, grading_seed(
+        CHECKS["pooling_maxpool2d_forward_padding_hidden"])).message
+    assert hidden.startswith("maxpool2d_forward (hidden check on a (1, 3, 6, 9) input, 2x3 kernel, stride 2, "
+                             "padding 1, overlapping windows (stride < kernel), all-negative values): "
+                             "cache['argmax'] holds 23 index(es) outside 0..53")
+    assert "got" not in hidden and "expected" not in hidden
+
+
+def test_the_gradient_check_cell_names_a_wrong_forward_cache(monkeypatch):
+    # The issue's case: with the forward pass's argmax in the padded plane, Part 2's own
+    # gradient check used to stop with an IndexError inside the backward pass.
+    released_package(monkeypatch)
+    from autograder.authoring.checks import gradient_check
+
+    namespace = {**notebook_namespace({"pooling_maxpool2d_forward_answer":
+                                       bugs.load("pooling").BUGS["max_argmax_in_padded_plane"]["source"]}),
+                 "gradient_check": gradient_check}
+    (part,) = [p for p in SPEC.parts if p.functions == ("maxpool2d_backward",)]
+    without_check = "\n".join(line for line in part.self_check.splitlines() if "check_forward_output" not in line)
+    with pytest.raises((IndexError, ValueError)):  # raised deep inside the (right) backward pass
+        exec(without_check, dict(namespace))  # noqa: S102
+    with pytest.raises(AssertionError, match=r"maxpool2d_backward cannot use the output of your maxpool2d_forward "
+                                             r"on this input: cache\['argmax'\] holds .* outside 0\.\.35 .* "
+                                             r"Fix maxpool2d_forward first"):
+        exec(part.self_check, dict(namespace))  # noqa: S102
+
+
+def test_check_forward_output_accepts_the_reference():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 7, 6))
+    for kind in ("max", "avg", "min"):
+        for geometry in ((3, 2, 1), ((3, 2), (2, 1), (1, 1)), (2, None, 0)):
+            module.check_forward_output(kind, x, getattr(ref, f"{kind}pool2d_forward")(x, *geometry), *geometry)
+    with pytest.raises(AssertionError, match=r"cache\['x_shape'\] is \(2, 3, 9, 8\), but x has shape \(2, 3, 7, 6\)"):
+        out, cache = ref.maxpool2d_forward(x, 3, 1, 1)
+        module.check_forward_output("max", x, (out, {**cache, "x_shape": (2, 3, 9, 8)}), 3, 1, 1)
+    with pytest.raises(AssertionError, match=r"cache\['divisor'\] has shape \(5,\), expected \(4, 3\)"):
+        out, cache = ref.avgpool2d_forward(x, 3, 2, 1)
+        module.check_forward_output("avg", x, (out, {**cache, "divisor": np.ones(5)}), 3, 2, 1)

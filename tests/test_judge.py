@@ -135,8 +135,18 @@ def test_visible_failures_show_expected_values_and_hidden_ones_do_not(plan):
     v = judge_run(plan, POSITIONS, run(only_hidden), LIMITS)
     passed_line, error = v.outputs[POSITIONS[FORWARD]]
     assert passed_line["text"].startswith(f"passed {FORWARD} ")
-    assert error["evalue"].startswith(f"{FORWARD_HIDDEN} failed. batchnorm_forward: out is wrong")
+    # A hidden check's failure says what kind of input it used (shapes, eps), never its values.
+    assert error["evalue"].startswith(f"{FORWARD_HIDDEN} failed. batchnorm_forward (hidden check on a 2-D (13, 7) "
+                                      "input (N, D), eps 0.001): out is wrong")
     assert "expected" not in error["evalue"]
+
+
+def test_an_exception_in_a_hidden_check_says_what_kind_of_input_it_was(plan):
+    frames = all_right(plan)[:4] + [fail_frame(FORWARD_HIDDEN, "raised IndexError: index 9 is out of bounds"),
+                                    *all_right(plan)[5:], DONE]
+    hidden = verdict(judge_run(plan, POSITIONS, run(frames), LIMITS), FORWARD_HIDDEN)
+    assert hidden.message == ("batchnorm_forward (hidden check on a 2-D (13, 7) input (N, D), eps 0.001): "
+                              "raised IndexError: index 9 is out of bounds")
 
 
 def test_a_failure_reported_by_the_runner_is_prefixed_with_the_function_and_capped(plan):

@@ -65,7 +65,8 @@ def batchnorm_backward(dout, cache):
     # Forgetting eps in identity_affine: gamma = std instead of sqrt(var + eps).
     "identity_without_eps": dict(
         answer_cell="batchnorm_identity_affine_answer",
-        fails={"batchnorm_identity_affine_recovers_input_2d", "batchnorm_identity_affine_recovers_input_4d"},
+        fails={"batchnorm_identity_affine_recovers_input_2d", "batchnorm_identity_affine_recovers_input_4d",
+               "batchnorm_identity_affine_recovers_input_3d"},
         source='''
 def identity_affine(x, eps=1e-5):
     axes = (0,) + tuple(range(2, x.ndim))

@@ -181,6 +181,78 @@ def minpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
             col = np.where(won, (np.arange(Wo) * sw - pw + j)[None, :], col)
     return best, {"argmax": row * W + col, "x_shape": x.shape}
 '''),
+    # The argmax counted in the padded (H + 2p) x (W + 2p) plane, where the loop found it,
+    # instead of the input's H x W plane: right without padding; with padding the indices are
+    # wrong and many lie beyond H * W, so a backward pass indexing dx with them raises
+    # IndexError. The forward part's padding cell names the range; min pooling inherits it.
+    "max_argmax_in_padded_plane": dict(
+        answer_cell="pooling_maxpool2d_forward_answer",
+        fails={"pooling_maxpool2d_forward_padding", "pooling_minpool2d_forward_torch"},
+        source='''
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    (kh, kw), (ph, pw) = pair(kernel_size), pair(padding)
+    sh, sw = pair(kernel_size if stride is None else stride)
+    N, C, H, W = x.shape
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    best = np.full((N, C, Ho, Wo), -np.inf)
+    row = np.zeros((N, C, Ho, Wo), dtype=np.int64)
+    col = np.zeros((N, C, Ho, Wo), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cell = xp[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            won = cell > best
+            best = np.where(won, cell, best)
+            row = np.where(won, (np.arange(Ho) * sh + i)[:, None], row)
+            col = np.where(won, (np.arange(Wo) * sw + j)[None, :], col)
+    return best, {"argmax": row * (W + 2 * pw) + col, "x_shape": x.shape}
+'''),
+}
+
+# Outside BUGS because they span two answer cells: a forward pass with a bug, and a backward
+# pass that is right in itself but reads an extra key the forward pass cached (not one of the
+# documented ones, which the backward checks replace by correct values). The forward part's
+# cells must fail; the backward cells fail only where the forward's output is wrong, and their
+# message must name the forward pass (not just the backward's exception).
+CROSS_PART = {
+    # The output size computed without the padding (H - k) // s + 1, while the input is padded:
+    # too few windows. The backward pass reshapes dout to the cached out_shape: ValueError.
+    "output_size_without_padding": dict(
+        forward='''
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    (kh, kw), (ph, pw) = pair(kernel_size), pair(padding)
+    sh, sw = pair(kernel_size if stride is None else stride)
+    N, C, H, W = x.shape
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    best = np.full((N, C, Ho, Wo), -np.inf)
+    row = np.zeros((N, C, Ho, Wo), dtype=np.int64)
+    col = np.zeros((N, C, Ho, Wo), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            cell = xp[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            won = cell > best
+            best = np.where(won, cell, best)
+            row = np.where(won, (np.arange(Ho) * sh - ph + i)[:, None], row)
+            col = np.where(won, (np.arange(Wo) * sw - pw + j)[None, :], col)
+    return best, {"argmax": row * W + col, "x_shape": x.shape, "out_shape": best.shape}
+''',
+        backward='''
+def maxpool2d_backward(dout, cache):
+    N, C, H, W = cache["x_shape"]
+    dx = np.zeros((N * C, H * W))
+    planes = np.arange(N * C)[:, None]
+    np.add.at(dx, (planes, cache["argmax"].reshape(N * C, -1)), dout.reshape(cache.get("out_shape", dout.shape)).reshape(N * C, -1))
+    return dx.reshape(N, C, H, W)
+''',
+        # The forward cells with padding; the backward cells whose checks pad (visible overlap;
+        # the hidden checks of finite_difference and ties); min pooling uses max pooling.
+        fails={"pooling_maxpool2d_forward_padding", "pooling_maxpool2d_backward_overlap",
+               "pooling_maxpool2d_backward_finite_difference", "pooling_maxpool2d_backward_ties",
+               "pooling_minpool2d_forward_torch", "pooling_minpool2d_backward_autograd"},
+    ),
 }
 
 # Outside BUGS because it spans two answer cells: a forward pass that also caches x and out,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Check, CheckFailure, close, returning, unpack
+from .core import Check, CheckFailure, array_kinds, close, describing, returning, unpack
 
 CHAPTER = "bn_inference"
 TOL = 1e-8  # float64 against float64: correct code lands near 1e-14, the bugs above 1e-3
@@ -485,19 +485,23 @@ CHECKS = [
           call=_steps_call(RUNNING + ("num_batches_tracked",)), compare=close(TOL), hidden=True,
           cell=_id(T_, "momentum_none")),
     Check(_id(T_, "unbiased_running_var"), T_, 2,
-          "at momentum 0.5, running_var is the average of the old value and the unbiased batch variance",
-          inputs=_steps_inputs((8, 3), HALF, 1, initial=False), expected=_expect_half_step,
+          "at momentum 0.5, running_var is the average of the old value and the unbiased batch variance "
+          "of a (6, 3, 4) batch",
+          inputs=_steps_inputs((6, 3, 4), HALF, 1, initial=False), expected=_expect_half_step,
           call=_steps_call(RUNNING), compare=close(TOL), seed=4),
     Check(_id(T_, "unbiased_running_var_hidden"), T_, 2, "the unbiased batch variance on a 4-D batch",
           inputs=_steps_inputs((2, 3, 2, 2), HALF, 1, initial=False), expected=_expect_half_step,
           call=_steps_call(RUNNING), compare=close(TOL), hidden=True, cell=_id(T_, "unbiased_running_var")),
     # batchnorm_eval: 10 points
-    Check(_id(E_, "torch_2d"), E_, 3, "out matches nn.BatchNorm1d in eval mode on a (7, 5) input",
+    Check(_id(E_, "torch_2d"), E_, 2, "out matches nn.BatchNorm1d in eval mode on a (7, 5) input",
           inputs=_eval_inputs((7, 5)), expected=_expect_torch_eval, call=returning("out"),
           compare=close(TOL), seed=5),
     Check(_id(E_, "torch_2d_hidden"), E_, 2, "out matches the reference on a 3-D input with eps 1e-3",
           inputs=_eval_inputs((4, 3, 6), eps=1e-3), expected=_expect_reference_eval, call=returning("out"),
           compare=close(TOL), hidden=True, cell=_id(E_, "torch_2d")),
+    Check(_id(E_, "torch_3d"), E_, 1, "out matches nn.BatchNorm1d in eval mode on a (5, 4, 3) input, eps 1e-3",
+          inputs=_eval_inputs((5, 4, 3), eps=1e-3), expected=_expect_torch_eval, call=returning("out"),
+          compare=close(TOL), seed=16),
     Check(_id(E_, "batch_of_one"), E_, 3, "a single (1, 3, 4, 4) image matches nn.BatchNorm2d in eval mode",
           inputs=_eval_inputs((1, 3, 4, 4)), expected=_expect_torch_eval, call=returning("out"),
           compare=close(TOL), seed=6),
@@ -514,16 +518,16 @@ CHECKS = [
           expected=_expect_reference_population, call=_population_call(), compare=close(TOL), hidden=True,
           cell=_id(P_, "uneven_batches")),
     Check(_id(P_, "large_offset"), P_, 3,
-          "data 1e8 + N(0, 1) in five batches: the variance is still right to 1e-6",
-          inputs=_population_inputs([(n, 3) for n in (50, 7, 1, 120, 30)], offset=1e8),
+          "data 1e8 + N(0, 1) in five (n, 3, 2) batches: the variance is still right to 1e-6",
+          inputs=_population_inputs([(n, 3, 2) for n in (50, 7, 1, 120, 30)], offset=1e8),
           expected=_expect_torch_population, call=_population_call(), compare=_compare_offset, seed=8),
     Check(_id(P_, "large_offset_hidden"), P_, 2, "a large negative offset on 3-D batches",
           inputs=_population_inputs([(n, 2, 5) for n in (20, 3, 40, 9)], offset=-3e7),
           expected=_expect_reference_population, call=_population_call(), compare=_compare_offset,
           hidden=True, cell=_id(P_, "large_offset")),
     Check(_id(P_, "one_shot_iterator"), P_, 3,
-          "the batches arrive as a one-shot iterator (like a data loader read once)",
-          inputs=_population_inputs([(n, 3) for n in (4, 6, 2, 7)]), expected=_expect_torch_population,
+          "images of different batch and spatial sizes arrive as a one-shot iterator (a data loader read once)",
+          inputs=_population_inputs([(3, 2, 4, 5), (1, 2, 3, 3), (2, 2, 4, 5), (4, 2, 2, 6)]), expected=_expect_torch_population,
           call=_population_call(one_shot=True), compare=close(TOL), seed=9),
     # recalibrate_batchnorm: 15 points
     Check(_id(R_, "matches_update_bn"), R_, 4,
@@ -534,8 +538,8 @@ CHECKS = [
           inputs=_recalibrate_inputs("conv", tuples=True), expected=_expect_reference_recalibration,
           call=_recalibrate_call, compare=close(TOL), hidden=True, cell=_id(R_, "matches_update_bn")),
     Check(_id(R_, "dropout_off"), R_, 4,
-          "with Dropout(0.5) between the BN layers: dropout stays in eval mode during the pass",
-          inputs=_recalibrate_inputs("mlp", dropout=0.5), expected=_expect_update_bn, call=_recalibrate_call,
+          "a CNN with Dropout2d(0.5), fed (input, target) pairs: dropout stays in eval mode during the pass",
+          inputs=_recalibrate_inputs("conv", dropout=0.5, tuples=True), expected=_expect_update_bn, call=_recalibrate_call,
           compare=close(TOL), seed=11),
     Check(_id(R_, "dropout_off_hidden"), R_, 2, "a convolutional model with Dropout2d(0.3)",
           inputs=_recalibrate_inputs("conv", dropout=0.3), expected=_expect_reference_recalibration,
@@ -557,7 +561,91 @@ CHECKS = [
     Check(_id(F_, "conv_hidden"), F_, 2, "weight and bias match the reference for a Conv1d",
           inputs=_fold_inputs((5, 2, 3)), expected=_expect_reference_fold, call=_fold_call,
           compare=close(TOL), hidden=True, cell=_id(F_, "conv")),
-    Check(_id(F_, "no_bias"), F_, 3, "a Linear(5 -> 3) without bias (bias=None) folded with BN",
-          inputs=_fold_inputs((3, 5), with_bias=False), expected=_expect_layer_then_bn, call=_fold_call,
+    Check(_id(F_, "no_bias"), F_, 3, "a Conv1d(5 -> 3, kernel 2) without bias (bias=None) folded with BN, eps 1e-3",
+          inputs=_fold_inputs((3, 5, 2), with_bias=False, eps=1e-3), expected=_expect_layer_then_bn, call=_fold_call,
           derive=_folded_layer_output, compare=close(TOL), seed=15),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+def _eps_kind(eps) -> str:
+    return "eps = 1e-5 (the default)" if eps == 1e-5 else "eps other than the default"
+
+
+def _model_kinds(model) -> set[str]:
+    torch = _torch()
+    nn = torch.nn
+    mods = list(model.modules())[1:]
+    kinds = {"a CNN" if any(isinstance(m, nn.Conv2d) for m in mods) else "an MLP"}
+    for m in mods:
+        if isinstance(m, nn.Dropout2d):
+            kinds.add("a Dropout2d layer")
+        elif isinstance(m, nn.Dropout):
+            kinds.add("a Dropout layer")
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is None:
+            kinds.add("a BN layer with momentum=None")
+    modes = {m.training for m in [model, *mods]}
+    kinds.add("modules in both train and eval mode" if len(modes) == 2 else
+              ("model in train mode" if modes == {True} else "model in eval mode"))
+    return kinds
+
+
+def _batches_kinds(batches) -> set[str]:
+    arrays = [np.asarray(b[0] if isinstance(b, (tuple, list)) else b) for b in batches]
+    kinds = {f"{arrays[0].ndim}-D batches"}
+    if isinstance(batches[0], (tuple, list)):
+        kinds.add("batches as (input, target) pairs")
+    if len({a.shape[0] for a in arrays}) > 1:
+        kinds.add("batches of different sizes")
+    if len({a.shape[2:] for a in arrays}) > 1:
+        kinds.add("batches of different spatial sizes")
+    if any(a.shape[0] == 1 for a in arrays):
+        kinds.add("a batch of 1")
+    values = np.concatenate([a.ravel() for a in arrays])
+    if abs(values.mean()) > 1e3 * values.std():
+        kinds.add("a large offset beside a small spread")
+    return kinds
+
+
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs."""
+    if function == T_:
+        kinds = array_kinds(inputs["xs"][0])
+        m = inputs["momentum"]
+        kinds.add("momentum=None (cumulative average)" if m is None else
+                  ("momentum 0.1 (the default)" if m == 0.1 else "momentum other than 0.1"))
+        kinds.add(_eps_kind(inputs["eps"]))
+        initial = (inputs["num_batches_tracked"] == 0 and np.all(inputs["running_mean"] == 0)
+                   and np.all(inputs["running_var"] == 1))
+        kinds.add("the initial state" if initial else "a state with batches already seen")
+        kinds.add("one step" if len(inputs["xs"]) == 1 else "several steps chained")
+        return kinds
+    if function == E_:
+        return array_kinds(inputs["x"]) | {_eps_kind(inputs["eps"])}
+    if function == P_:
+        return _batches_kinds(inputs["batches"])
+    if function == R_:
+        return _model_kinds(inputs["model"]) | _batches_kinds(inputs["batches"])
+    if function == F_:
+        w = inputs["weight"]
+        kinds = {{2: "a Linear weight", 3: "a Conv1d weight", 4: "a Conv2d weight"}[w.ndim], _eps_kind(inputs["eps"])}
+        kinds.add("no bias (None)" if inputs["bias"] is None else "a bias")
+        return kinds
+    raise KeyError(function)
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words: shapes, momentum, eps, the kind of model; never values."""
+    if function == T_:
+        xs = inputs["xs"]
+        return (f"{len(xs)} step(s) on {tuple(xs[0].shape)} batches, momentum {inputs['momentum']}, "
+                f"eps {inputs['eps']:g}, {'; '.join(sorted(input_kinds(function, inputs) & {'the initial state', 'a state with batches already seen'}))}")
+    if function == E_:
+        return f"a {tuple(inputs['x'].shape)} input, eps {inputs['eps']:g}"
+    if function == F_:
+        return (f"a {tuple(inputs['weight'].shape)} weight, {'no bias' if inputs['bias'] is None else 'a bias'}, "
+                f"eps {inputs['eps']:g}")
+    return ", ".join(sorted(input_kinds(function, inputs)))
+
+
+CHECKS = describing(CHECKS, describe_input)

@@ -171,7 +171,8 @@ CHAPTER = Chapter(
                     "batchnorm_batchnorm_backward_param_grads", "batchnorm_batchnorm_backward_dx_sums_to_zero"),
              self_check=SELF_CHECK),
         Part("parameters that make batch norm the identity", IDENTITY, functions=("identity_affine",),
-             tests=("batchnorm_identity_affine_recovers_input_2d", "batchnorm_identity_affine_recovers_input_4d")),
+             tests=("batchnorm_identity_affine_recovers_input_2d", "batchnorm_identity_affine_recovers_input_4d",
+                    "batchnorm_identity_affine_recovers_input_3d")),
     ),
     experiments=(
         Experiment("batchnorm_experiment_sigmoid_depth", "a deep sigmoid network with and without batch norm",
@@ -188,6 +189,6 @@ CHAPTER = Chapter(
         "batchnorm_batchnorm_backward_param_grads_hidden": 3023,
         "batchnorm_batchnorm_backward_dx_sums_to_zero_hidden": 3024,
         "batchnorm_identity_affine_recovers_input_2d_hidden": 3031,
-        "batchnorm_identity_affine_recovers_input_4d_hidden": 3032,
+        "batchnorm_identity_affine_recovers_input_3d_hidden": 3032,
     },
 )

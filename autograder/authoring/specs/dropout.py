@@ -260,7 +260,7 @@ CHAPTER = Chapter(
                     "dropout_vanilla_dropout_forward_expectations_match")),
         Part("Gaussian dropout", GAUSSIAN, functions=("gaussian_dropout_forward",),
              tests=("dropout_gaussian_dropout_forward_moments", "dropout_gaussian_dropout_forward_normal",
-                    "dropout_gaussian_dropout_forward_identity")),
+                    "dropout_gaussian_dropout_forward_identity", "dropout_gaussian_dropout_forward_p_zero")),
     ),
     experiments=(
         Experiment("dropout_experiment_overfitting", "overfitting 40 points with and without dropout",

@@ -76,9 +76,12 @@ forward pass (its input has no ties, where max pooling is differentiable).
 
 MAX_BACKWARD_CHECK = """
 # Your own gradient check (ungraded): overlapping 3x3 windows, stride 1, padding 1.
+from coursechecks.pooling import check_forward_output
+
 rng = np.random.default_rng(0)
 x = rng.permutation(2 * 3 * 6 * 6).reshape(2, 3, 6, 6) * 0.1  # distinct values: no ties
 out, cache = maxpool2d_forward(x, 3, 1, 1)
+check_forward_output("max", x, (out, cache), 3, 1, 1)  # stops here, naming the problem, if Part 1's cache is wrong
 dout = rng.uniform(0.5, 1.5, size=out.shape)  # positive, so no entry of dx is a near-zero difference
 dx = maxpool2d_backward(dout, cache)
 gradient_check(lambda v: maxpool2d_forward(v, 3, 1, 1)[0], x, dout, dx, name="dx")
@@ -111,9 +114,12 @@ dropped.
 
 AVG_BACKWARD_CHECK = """
 # Your own gradient check (ungraded): overlapping windows, padding not counted.
+from coursechecks.pooling import check_forward_output
+
 rng = np.random.default_rng(1)
 x = rng.normal(size=(2, 3, 7, 6))
 out, cache = avgpool2d_forward(x, 3, 2, 1, count_include_pad=False)
+check_forward_output("avg", x, (out, cache), 3, 2, 1)  # stops here, naming the problem, if Part 3's cache is wrong
 dout = rng.uniform(0.5, 1.5, size=out.shape)  # positive, so no entry of dx is a near-zero difference
 dx = avgpool2d_backward(dout, cache)
 gradient_check(lambda v: avgpool2d_forward(v, 3, 2, 1, count_include_pad=False)[0], x, dout, dx, name="dx")
@@ -132,9 +138,12 @@ The tests of the backward pass build the cache with PyTorch, like those of Part 
 
 MIN_CHECK = """
 # Your own gradient check (ungraded), on the same kind of input as in Part 2.
+from coursechecks.pooling import check_forward_output
+
 rng = np.random.default_rng(2)
 x = rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.1
 out, cache = minpool2d_forward(x, 3, 2, 1)
+check_forward_output("min", x, (out, cache), 3, 2, 1)  # stops here, naming the problem, if the cache is wrong
 dout = rng.uniform(0.5, 1.5, size=out.shape)  # positive, so no entry of dx is a near-zero difference
 dx = minpool2d_backward(dout, cache)
 gradient_check(lambda v: minpool2d_forward(v, 3, 2, 1)[0], x, dout, dx, name="dx")

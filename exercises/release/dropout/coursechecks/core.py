@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import functools
 import importlib
 import io
 import warnings
@@ -28,8 +30,11 @@ __all__ = [
     "Result",
     "as_float_array",
     "call_student",
+    "array_kinds",
     "check",
     "close",
+    "describing",
+    "input_note",
     "chapter_checks",
     "get_check",
     "expected_values",
@@ -182,6 +187,10 @@ class Check:
     hidden:      True if the check runs only when grading.
     seed:        seed of a visible check (a hidden check gets its seed from the grader).
     cell:        grade_id of the notebook test cell that runs the check (default: its own).
+    describe:    optional ``describe(inputs) -> str``: the kind of input in plain words (e.g.
+                 "a (1, 3, 7, 8) input, 3x2 kernel, stride (2, 1)"), derived from the inputs
+                 and shown with a failure, so that a failed hidden check says what it tried
+                 without showing its values. Chapters set it with :func:`describing`.
     """
 
     grade_id: str
@@ -196,6 +205,7 @@ class Check:
     hidden: bool = False
     seed: int = 0
     cell: str | None = None
+    describe: Callable[[dict], str] | None = None
 
     @property
     def cell_id(self) -> str:
@@ -255,11 +265,27 @@ def call_student(check: Check, fn: Callable, inputs: dict) -> dict:
     return raw
 
 
-def _failed(check: Check, exc: CheckFailure) -> Result:
+def input_note(check: Check, inputs: dict | None) -> str:
+    """`` (hidden check on <kind of input>)`` for a hidden check's failure message, or ``""``.
+
+    A visible check's input is in the notebook for the student to see; a hidden one's is
+    not, so its failure says what kind of input it was: only what ``check.describe``
+    derives from the inputs (shapes, geometry, flags, the kind of values), never the values,
+    the seed or the expected outputs."""
+    if not check.hidden or check.describe is None or inputs is None:
+        return ""
+    try:
+        words = check.describe(inputs)
+    except Exception:  # noqa: BLE001 (a description must never cost a verdict)
+        return ""
+    return f" (hidden check on {words})" if words else ""
+
+
+def _failed(check: Check, exc: CheckFailure, inputs: dict | None = None) -> Result:
     message = exc.message
     if exc.detail and not check.hidden:  # expected values of hidden checks stay private
         message += f"; {exc.detail}"
-    return Result(check.grade_id, False, 0.0, f"{check.function}: {message}")
+    return Result(check.grade_id, False, 0.0, f"{check.function}{input_note(check, inputs)}: {message}")
 
 
 def judge(check: Check, raw: dict, inputs: dict, expected: dict) -> Result:
@@ -272,9 +298,10 @@ def judge(check: Check, raw: dict, inputs: dict, expected: dict) -> Result:
             actual = check.derive(outputs, copy.deepcopy(inputs)) if check.derive else outputs
             check.compare(actual, expected)
     except CheckFailure as exc:
-        return _failed(check, exc)
+        return _failed(check, exc, inputs)
     except Exception as exc:  # an output that makes the comparison itself impossible
-        return _failed(check, CheckFailure(f"its output could not be checked ({type(exc).__name__}: {exc})"))
+        return _failed(check, CheckFailure(f"its output could not be checked ({type(exc).__name__}: {exc})"),
+                       inputs)
     return Result(check.grade_id, True, float(check.points), "passed")
 
 
@@ -289,8 +316,24 @@ def run_check(check: Check, fn: Callable, seed: int | None = None) -> Result:
     try:
         raw = call_student(check, fn, inputs)
     except CheckFailure as exc:
-        return _failed(check, exc)
+        return _failed(check, exc, inputs)
     return judge(check, raw, inputs, expected)
+
+
+def describing(checks: list[Check], describe_input: Callable[[str, dict], str]) -> list[Check]:
+    """The checks with ``describe`` set to ``describe_input(check.function, inputs)``."""
+    return [dataclasses.replace(c, describe=functools.partial(describe_input, c.function)) for c in checks]
+
+
+def array_kinds(a, name: str = "x") -> set[str]:
+    """Kinds of input an array is: its number of dimensions, a batch of one, non-contiguous."""
+    a = np.asarray(a) if not isinstance(a, np.ndarray) else a
+    kinds = {f"{a.ndim}-D {name}"}
+    if a.ndim >= 2 and a.shape[0] == 1:
+        kinds.add(f"{name} with a batch of 1")
+    if not a.flags.c_contiguous:
+        kinds.add(f"non-contiguous {name}")
+    return kinds
 
 
 def chapter_checks(chapter: str) -> dict[str, Check]:

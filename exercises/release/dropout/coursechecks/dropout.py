@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .core import Check, CheckFailure, close, unpack
+from .core import Check, CheckFailure, array_kinds, close, describing, unpack
 
 CHAPTER = "dropout"
 TOL = 1e-8  # deterministic float64 results: correct code lands near 1e-16, the bugs above 1e-2
@@ -391,8 +391,9 @@ def _one_sigma_check(grade_id, points, description, shape, p, **kw):
 
 CHECKS = [
     # dropout_forward: 32 points
-    Check(_id(F_, "values"), F_, 5, "out is x / (1 - p) where the mask is True and 0 elsewhere (p = 0.3)",
-          inputs=_forward_inputs((20, 30), 0.3), expected=_expect_nothing, call=_inv,
+    Check(_id(F_, "values"), F_, 5,
+          "out is x / (1 - p) where the mask is True and 0 elsewhere (p = 0.8, a (4, 6, 5) input)",
+          inputs=_forward_inputs((4, 6, 5), 0.8), expected=_expect_nothing, call=_inv,
           derive=_derive_inverted_values, seed=1),
     Check(_id(F_, "values_hidden"), F_, 3, "out agrees with the mask on a 3-D input (p = 0.75)",
           inputs=_forward_inputs((4, 5, 6), 0.75), expected=_expect_nothing, call=_inv,
@@ -419,8 +420,9 @@ CHECKS = [
           inputs=_forward_inputs((5, 3, 7), 0.0), expected=_expect_input_and_full_mask, call=_inv,
           derive=_exact_identity, compare=close(0.0), hidden=True, cell=_id(F_, "p_zero")),
     # dropout_backward: 15 points
-    Check(_id(B_, "torch"), B_, 6, "dx matches PyTorch autograd through F.dropout, given PyTorch's mask (p = 0.4)",
-          inputs=_torch_backward_inputs((8, 9), 0.4), expected=_expect_torch_autograd, call=_backward_call,
+    Check(_id(B_, "torch"), B_, 6,
+          "dx matches PyTorch autograd through F.dropout, given PyTorch's mask (p = 0.75, a (3, 4, 5) input)",
+          inputs=_torch_backward_inputs((3, 4, 5), 0.75), expected=_expect_torch_autograd, call=_backward_call,
           compare=close(TOL), seed=6),
     Check(_id(B_, "torch_hidden"), B_, 4, "dx matches the reference for another mask (p = 0.7)",
           inputs=_numpy_mask_inputs((5, 4, 6), 0.7), expected=_expect_reference_backward, call=_backward_call,
@@ -437,8 +439,8 @@ CHECKS = [
                          (400, 500), 0.3, seed=8),
     _vanilla_train_check(_id(V_, "train_hidden"), 2, "training on a 3-D input (p = 0.6)",
                          (100, 20, 50), 0.6, hidden=True, cell=_id(V_, "train")),
-    Check(_id(V_, "eval_scaling"), V_, 3, "in evaluation mode out is (1 - p) x and the mask is None",
-          inputs=_forward_inputs((6, 7), 0.25, training=False), expected=_expect_scaled_input, call=_van,
+    Check(_id(V_, "eval_scaling"), V_, 3, "in evaluation mode out is (1 - p) x and the mask is None (a (2, 5, 6) input)",
+          inputs=_forward_inputs((2, 5, 6), 0.25, training=False), expected=_expect_scaled_input, call=_van,
           compare=close(TOL), seed=9),
     Check(_id(V_, "eval_scaling_hidden"), V_, 2, "evaluation mode on a 3-D input (p = 0.6)",
           inputs=_forward_inputs((3, 4, 5), 0.6, training=False), expected=_expect_reference_eval(V_),
@@ -450,8 +452,8 @@ CHECKS = [
                5, 30_000, 0.2, hidden=True, cell=_id(V_, "expectations_match")),
     # gaussian_dropout_forward: 18 points
     _moments_check(_id(G_, "moments"), G_, 5,
-                   "out = x * noise; over 25,000 draws out / x has mean 1 and variance p / (1 - p) (p = 0.2)",
-                   8, 25_000, 0.2, seed=11),
+                   "out = x * noise; over 25,000 draws out / x has mean 1 and variance p / (1 - p) (p = 0.75)",
+                   8, 25_000, 0.75, seed=11),
     _moments_check(_id(G_, "moments_hidden"), G_, 3, "mean 1 and variance p / (1 - p) over the draws (p = 0.7)",
                    6, 30_000, 0.7, hidden=True, cell=_id(G_, "moments")),
     _one_sigma_check(_id(G_, "normal"), 3,
@@ -459,10 +461,46 @@ CHECKS = [
                      (400, 500), 0.2, seed=12),
     _one_sigma_check(_id(G_, "normal_hidden"), 2, "the noise is normal (p = 0.6)",
                      (200, 1000), 0.6, hidden=True, cell=_id(G_, "normal")),
-    Check(_id(G_, "identity"), G_, 3, "in evaluation mode out is x and the noise is None",
+    Check(_id(G_, "identity"), G_, 2, "in evaluation mode out is x and the noise is None",
           inputs=_forward_inputs((6, 7), 0.4, training=False), expected=_expect_torch_eval, call=_gau,
           compare=close(TOL), seed=13),
+    Check(_id(G_, "p_zero"), G_, 1, "p = 0 in training: the noise is 1 and out is x exactly",
+          inputs=_forward_inputs((5, 8), 0.0), expected=_expect_input_and_unit_noise, call=_gau,
+          derive=_exact_identity, compare=close(TOL), seed=14),
     Check(_id(G_, "identity_hidden"), G_, 2, "p = 0 in training: the noise is 1 and out is x",
           inputs=_forward_inputs((4, 9), 0.0), expected=_expect_input_and_unit_noise, call=_gau,
           derive=_exact_identity, compare=close(TOL), hidden=True, cell=_id(G_, "identity")),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs."""
+    backward = function == "dropout_backward"
+    kinds = array_kinds(inputs["dout"], "dout") if backward else array_kinds(inputs["x"])
+    p = inputs["p"]
+    kinds.add("p = 0" if p == 0 else ("p of 0.7 or more (most units dropped)" if p >= 0.7 else "0 < p < 0.7"))
+    if "training" in inputs:
+        kinds.add("training mode" if inputs["training"] else "evaluation mode")
+    if "mask" in inputs:
+        kinds.add("mask None (evaluation mode)" if inputs["mask"] is None else "a boolean mask")
+    rng = inputs.get("rng")
+    if "rng" in inputs:
+        kinds.add("rng None" if rng is None else ("rng an int seed" if isinstance(rng, (int, np.integer))
+                                                   else "rng a Generator"))
+    return kinds
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words, e.g. "a (4, 5, 6) input, p = 0.75, training mode"."""
+    backward = function == "dropout_backward"
+    arr = inputs["dout"] if backward else inputs["x"]
+    words = [f"a {tuple(arr.shape)} {'dout' if backward else 'input'}", f"p = {inputs['p']:g}"]
+    if "training" in inputs:
+        words.append("training mode" if inputs["training"] else "evaluation mode")
+    if "mask" in inputs and inputs["mask"] is None:
+        words.append("mask None")
+    return ", ".join(words)
+
+
+CHECKS = describing(CHECKS, describe_input)

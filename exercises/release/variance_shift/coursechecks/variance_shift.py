@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-from .core import Check, CheckFailure, close
+from .core import Check, CheckFailure, array_kinds, close, describing
 
 CHAPTER = "variance_shift"
 TOL = 1e-9  # closed forms in float64: a correct answer lands near 1e-15, the bugs above 1e-3
@@ -622,8 +622,8 @@ CHECKS = [
           inputs=_random_dropout_ratio_inputs(5, zero_mean=False), expected=_expect_reference_dropout,
           call=_ratio_call, compare=close(TOL), hidden=True, cell=_id(D_, "nonzero_mean")),
     # uout_forward: 14 points
-    Check(_id(F_, "eval_identity"), F_, 3, "with training=False the output equals x",
-          inputs=_uout_inputs((5, 7), 0.4, training=False), expected=_expect_input_unchanged,
+    Check(_id(F_, "eval_identity"), F_, 3, "with training=False the output equals a (3, 2, 5, 4) x (beta = 1.2)",
+          inputs=_uout_inputs((3, 2, 5, 4), 1.2, training=False), expected=_expect_input_unchanged,
           call=_uout_call, compare=close(TOL), seed=3),
     Check(_id(F_, "eval_identity_hidden"), F_, 1, "with training=False the output equals a 4-D x",
           inputs=_uout_inputs((2, 3, 4, 5), 1.3, training=False, int_seed=True), expected=_expect_input_unchanged,
@@ -656,8 +656,8 @@ CHECKS = [
           call=_uout_ratio_call, compare=close(TOL), hidden=True, cell=_id(U_, "nonzero_mean")),
     # simulate_variance_shift: 18 points
     Check(_id(S_, "exact_ratio"), S_, 6,
-          "a deterministic layer (a x + b in training, e x + d in evaluation): the estimate is e^2 / a^2 exactly",
-          inputs=_affine_inputs(10_000), expected=_expect_affine_ratio, call=_simulate_call,
+          "a deterministic layer (a x + b in training, e x + d in evaluation): the estimate is e^2 / a^2 exactly (rng an int seed)",
+          inputs=_affine_inputs(10_000, int_seed=True), expected=_expect_affine_ratio, call=_simulate_call,
           compare=close(TOL), seed=8),
     Check(_id(S_, "exact_ratio_hidden"), S_, 3, "another deterministic layer, rng given as an int seed",
           inputs=_affine_inputs(5_000, int_seed=True), expected=_expect_affine_ratio, call=_simulate_call,
@@ -679,8 +679,8 @@ CHECKS = [
           cell=_id(S_, "dropout_noise")),
     # bn_variance_shift: 20 points
     Check(_id(B_, "mlp"), B_, 6,
-          "an MLP (Linear -> Dropout -> BatchNorm1d) x 2 in training mode: matches torch.var of each BN input",
-          inputs=_model_inputs("mlp", widths=(6, 8, 5), n_batches=3, batch=7), expected=_expect_torch_shift,
+          "an MLP (Linear -> Dropout -> BatchNorm1d) x 3 in training mode: matches torch.var of each BN input",
+          inputs=_model_inputs("mlp", widths=(6, 8, 5, 4), n_batches=3, batch=7), expected=_expect_torch_shift,
           call=_bn_call, compare=close(TOL), seed=11),
     Check(_id(B_, "mlp_hidden"), B_, 3, "a deeper MLP: matches the reference",
           inputs=_model_inputs("mlp", widths=(5, 9, 4, 6), n_batches=4, batch=6), expected=_expect_reference_shift,
@@ -701,3 +701,66 @@ CHECKS = [
           expected=_expect_state_unchanged, call=_state_call, compare=_compare_state, hidden=True,
           cell=_id(B_, "leaves_model_unchanged")),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+def _rng_kind(inputs: dict) -> str:
+    if "seed" in inputs:  # the reproducibility check passes int seeds and None itself
+        return "rng an int seed"
+    rng = inputs["rng"]
+    return "rng None" if rng is None else ("rng an int seed" if isinstance(rng, (int, np.integer)) else "rng a Generator")
+
+
+def _ratio_kinds(inputs: dict, name: str, large: float, large_words: str) -> set[str]:
+    value = np.asarray(inputs[name])
+    kinds = {f"{name} an array" if value.ndim else f"{name} a scalar",
+             "zero mean" if inputs["mean"] == 0 else "non-zero mean"}
+    if np.any(value >= large):
+        kinds.add(large_words)
+    return kinds
+
+
+def _model_kinds(model, batches) -> set[str]:
+    torch = _torch()
+    nn = torch.nn
+    mods = list(model.modules())[1:]
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in mods)
+    kinds = {"a CNN" if any(isinstance(m, nn.Conv2d) for m in mods) else "an MLP",
+             "more than two BN layers" if n_bn > 2 else "one or two BN layers"}
+    modes = {m.training for m in [model, *mods]}
+    if len(modes) == 2:
+        kinds.add("modules in both train and eval mode")
+    if isinstance(batches[0], (tuple, list)):
+        kinds.add("batches as (input, target) pairs")
+    return kinds
+
+
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs."""
+    if function == D_:
+        return _ratio_kinds(inputs, "p", 0.7, "p of 0.7 or more")
+    if function == U_:
+        return _ratio_kinds(inputs, "beta", 1.0, "beta of 1 or more")
+    if function == F_:
+        kinds = array_kinds(inputs["x"]) | {_rng_kind(inputs)}
+        kinds.add("beta of 1 or more" if inputs["beta"] >= 1 else "beta below 1")
+        if "training" in inputs:
+            kinds.add("training mode" if inputs["training"] else "evaluation mode")
+        return kinds
+    if function == S_:
+        return {f"noise_fn a {type(inputs['noise_fn']).__name__}", _rng_kind(inputs),
+                "zero mean" if inputs["mean"] == 0 else "non-zero mean"}
+    if function == B_:
+        return _model_kinds(inputs["model"], inputs["batches"])
+    raise KeyError(function)
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words: shapes, kinds of parameters and model; never values."""
+    if function == F_:
+        return (f"a {tuple(inputs['x'].shape)} input, beta = {inputs['beta']:g}, "
+                + ", ".join(sorted(input_kinds(function, inputs) - array_kinds(inputs["x"]))))
+    return ", ".join(sorted(input_kinds(function, inputs)))
+
+
+CHECKS = describing(CHECKS, describe_input)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Check, CheckFailure, close, numerical_gradient, returning, unpack
+from .core import Check, CheckFailure, array_kinds, close, describing, numerical_gradient, returning, unpack
 
 CHAPTER = "batchnorm"
 TOL = 1e-8  # float64 against float64: correct code lands near 1e-14, the bugs above 1e-3
@@ -137,11 +137,11 @@ def _expect_torch_cache(inputs: dict) -> dict:
     return {f"cache[{k!r}]": cache[k] for k in ("xhat", "mean", "var")}
 
 
-def _backward_inputs(shape: tuple[int, ...]):
+def _backward_inputs(shape: tuple[int, ...], eps: float = 1e-5):
     """Forward inputs, an upstream gradient and the cache the backward pass receives."""
 
     def make(rng: np.random.Generator) -> dict:
-        inputs = _forward_inputs(shape)(rng)
+        inputs = _forward_inputs(shape, eps)(rng)
         inputs["dout"] = rng.standard_normal(shape)
         inputs["cache"] = _torch_cache(inputs)
         return inputs
@@ -151,7 +151,13 @@ def _backward_inputs(shape: tuple[int, ...]):
 
 def _backward_call(keep: tuple[str, ...] = ("dx", "dgamma", "dbeta")):
     def call(fn, inputs: dict) -> dict:
-        result = fn(inputs["dout"], inputs["cache"])
+        try:
+            result = fn(inputs["dout"], inputs["cache"])
+        except KeyError as exc:  # a key the student's own forward pass stores, not a documented one
+            raise CheckFailure(
+                f"raised KeyError: {exc}; the check passes the cache batchnorm_forward's docstring documents "
+                f"(keys {', '.join(map(repr, inputs['cache']))}), not your forward pass's, so that a bug in "
+                "batchnorm_forward costs forward points only: read only these keys") from None
         return unpack(result, ("dx", "dgamma", "dbeta"), "batchnorm_backward", keep)
 
     return call
@@ -203,8 +209,8 @@ def _expect_zero_sums(inputs: dict) -> dict:
     return {"per-channel sum of dx": np.zeros(np.shape(inputs["dout"])[1])}
 
 
-def _identity_inputs(shape: tuple[int, ...]):
-    forward = _forward_inputs(shape)
+def _identity_inputs(shape: tuple[int, ...], eps: float = 1e-5):
+    forward = _forward_inputs(shape, eps)
 
     def make(rng: np.random.Generator) -> dict:
         inputs = forward(rng)
@@ -264,8 +270,9 @@ CHECKS = [
           inputs=_forward_inputs((4, 3, 4, 4), affine=False), expected=_expect_standardized,
           call=_forward_out, derive=_channel_moments, compare=_compare_standardized,
           hidden=True, cell=_id(F_, "standardizes")),
-    Check(_id(F_, "cache"), F_, 5, "the cache holds xhat and the per-channel batch mean and biased variance",
-          inputs=_forward_inputs((3, 2, 4, 4)), expected=_expect_torch_cache, call=_forward_cache,
+    Check(_id(F_, "cache"), F_, 5,
+          "the cache holds xhat and the per-channel batch mean and biased variance of a (3, 2, 5) input, eps 1e-3",
+          inputs=_forward_inputs((3, 2, 5), eps=1e-3), expected=_expect_torch_cache, call=_forward_cache,
           compare=close(TOL), seed=4),
     # batchnorm_backward: 30 points
     Check(_id(B_, "finite_difference"), B_, 5,
@@ -281,8 +288,8 @@ CHECKS = [
     Check(_id(B_, "autograd_hidden"), B_, 5, "dx, dgamma, dbeta match the reference on a 3-D input",
           inputs=_backward_inputs((4, 3, 5)), expected=_expect_reference_backward, call=_backward_call(),
           compare=close(TOL), hidden=True, cell=_id(B_, "autograd")),
-    Check(_id(B_, "param_grads"), B_, 3, "dgamma and dbeta match PyTorch autograd on a (10, 3) input",
-          inputs=_backward_inputs((10, 3)), expected=_only("dgamma", "dbeta")(_expect_autograd),
+    Check(_id(B_, "param_grads"), B_, 3, "dgamma and dbeta match PyTorch autograd on a (5, 3, 4) input, eps 1e-3",
+          inputs=_backward_inputs((5, 3, 4), eps=1e-3), expected=_only("dgamma", "dbeta")(_expect_autograd),
           call=_backward_call(keep=("dgamma", "dbeta")), compare=close(TOL), seed=7),
     Check(_id(B_, "param_grads_hidden"), B_, 2, "dgamma and dbeta match the reference on a 4-D input",
           inputs=_backward_inputs((2, 4, 3, 5)), expected=_only("dgamma", "dbeta")(_expect_reference_backward),
@@ -301,10 +308,36 @@ CHECKS = [
     Check(_id(I_, "recovers_input_2d_hidden"), I_, 5, "gamma and beta match the reference on another 2-D input",
           inputs=_identity_inputs((17, 6)), expected=_expect_reference_identity, call=returning("gamma", "beta"),
           compare=close(TOL), hidden=True, cell=_id(I_, "recovers_input_2d")),
-    Check(_id(I_, "recovers_input_4d"), I_, 3, "batch norm with the returned gamma, beta gives back a (2, 3, 4, 4) x",
+    Check(_id(I_, "recovers_input_4d"), I_, 2, "batch norm with the returned gamma, beta gives back a (2, 3, 4, 4) x",
           inputs=_identity_inputs((2, 3, 4, 4)), expected=_expect_input_back, call=returning("gamma", "beta"),
           derive=_bn_with_returned_params, compare=close(TOL), seed=10),
-    Check(_id(I_, "recovers_input_4d_hidden"), I_, 2, "gamma and beta match the reference on a 3-D input",
+    Check(_id(I_, "recovers_input_3d"), I_, 1,
+          "batch norm with the returned gamma, beta gives back a (5, 2, 7) x, eps 1e-3",
+          inputs=_identity_inputs((5, 2, 7), eps=1e-3), expected=_expect_input_back, call=returning("gamma", "beta"),
+          derive=_bn_with_returned_params, compare=close(TOL), seed=11),
+    Check(_id(I_, "recovers_input_3d_hidden"), I_, 2, "gamma and beta match the reference on a 3-D input",
           inputs=_identity_inputs((4, 5, 3)), expected=_expect_reference_identity, call=returning("gamma", "beta"),
-          compare=close(TOL), hidden=True, cell=_id(I_, "recovers_input_4d")),
+          compare=close(TOL), hidden=True, cell=_id(I_, "recovers_input_3d")),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs (a backward
+    check's cache is made from the same x and eps)."""
+    kinds = array_kinds(inputs["x"])
+    kinds.add("eps = 1e-5 (the default)" if inputs["eps"] == 1e-5 else "eps other than the default")
+    if function == "batchnorm_forward":
+        identity = np.all(inputs["gamma"] == 1) and np.all(inputs["beta"] == 0)
+        kinds.add("gamma = 1, beta = 0" if identity else "gamma and beta other than 1 and 0")
+    return kinds
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words, e.g. "a 3-D (4, 3, 5) input (N, C, L), eps 1e-05"."""
+    x = np.asarray(inputs["x"])
+    layout = {2: " (N, D)", 3: " (N, C, L)", 4: " (N, C, H, W)"}.get(x.ndim, "")
+    return f"a {x.ndim}-D {tuple(x.shape)} input{layout}, eps {inputs['eps']:g}"
+
+
+CHECKS = describing(CHECKS, describe_input)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Check, CheckFailure, close, numerical_gradient, returning, unpack
+from .core import Check, CheckFailure, array_kinds, close, describing, numerical_gradient, returning, unpack
 
 CHAPTER = "layernorm"
 TOL = 1e-8  # float64 against float64: correct code lands near 1e-14, the bugs above 1e-4
@@ -251,7 +251,7 @@ def _expect_zero_sums(inputs: dict) -> dict:
 # --------------------------------------------------------------------------- group norm
 
 
-def _gn_inputs(shape: tuple[int, ...], num_groups: int, affine: bool = True):
+def _gn_inputs(shape: tuple[int, ...], num_groups: int, affine: bool = True, eps: float = 1e-5):
     """x whose channels have very different offsets and spreads (so a group made of the
     wrong channels, or of one channel, shows up) and a different offset per sample."""
 
@@ -265,7 +265,7 @@ def _gn_inputs(shape: tuple[int, ...], num_groups: int, affine: bool = True):
             gamma, beta = rng.uniform(0.5, 2.0, c), rng.standard_normal(c)
         else:
             gamma, beta = np.ones(c), np.zeros(c)
-        return {"x": x, "num_groups": num_groups, "gamma": gamma, "beta": beta, "eps": 1e-5}
+        return {"x": x, "num_groups": num_groups, "gamma": gamma, "beta": beta, "eps": eps}
 
     return make
 
@@ -381,14 +381,14 @@ CHECKS = [
     Check(_id(F_, "torch_2d_hidden"), F_, 3, "out matches the reference on another 2-D input and eps",
           inputs=_ln_inputs((9, 5), 1, eps=1e-3), expected=_expect_reference_ln, call=_ln_out,
           compare=close(TOL), hidden=True, cell=_id(F_, "torch_2d")),
-    Check(_id(F_, "torch_nd"), F_, 4, "out matches F.layer_norm over the last 2 axes of a (2, 3, 4, 5) input",
-          inputs=_ln_inputs((2, 3, 4, 5), 2), expected=_expect_torch_ln, call=_ln_out, compare=close(TOL), seed=2),
+    Check(_id(F_, "torch_nd"), F_, 4, "out matches F.layer_norm over the last 3 axes of a (2, 3, 4, 5) input",
+          inputs=_ln_inputs((2, 3, 4, 5), 3), expected=_expect_torch_ln, call=_ln_out, compare=close(TOL), seed=2),
     Check(_id(F_, "torch_nd_hidden"), F_, 3, "out matches the reference over the last 3 axes of a 4-D input",
           inputs=_ln_inputs((3, 2, 3, 4), 3), expected=_expect_reference_ln, call=_ln_out,
           compare=close(TOL), hidden=True, cell=_id(F_, "torch_nd")),
     Check(_id(F_, "standardizes"), F_, 3,
-          "with gamma = 1, beta = 0 every sample has mean 0 and variance 1 (biased) over its features",
-          inputs=_ln_inputs((5, 24), 1, affine=False), expected=_expect_standardized, call=_ln_out,
+          "with gamma = 1, beta = 0 every row of a (2, 5, 24) input has mean 0 and variance 1 (biased)",
+          inputs=_ln_inputs((2, 5, 24), 1, affine=False), expected=_expect_standardized, call=_ln_out,
           derive=_sample_moments, compare=_compare_standardized, seed=3),
     Check(_id(F_, "standardizes_hidden"), F_, 2, "per-sample mean 0 and variance 1 on a 3-D input",
           inputs=_ln_inputs((3, 4, 30), 1, affine=False), expected=_expect_standardized, call=_ln_out,
@@ -401,8 +401,9 @@ CHECKS = [
           inputs=_ln_inputs((3, 4, 5), 2), expected=_expect_zero_difference, call=_each_sample_alone,
           derive=_alone_minus_batch, compare=close(atol=ZERO_ATOL), hidden=True, cell=_id(F_, "per_sample")),
     Check(_id(F_, "cache"), F_, 3,
-          "the cache is (xhat, inv_std with the normalized axes kept, gamma, axes) for a (3, 4, 5) input over 2 axes",
-          inputs=_ln_inputs((3, 4, 5), 2), expected=_expect_torch_cache, call=_ln_cache, compare=close(TOL), seed=5),
+          "the cache is (xhat, inv_std with the normalized axes kept, gamma, axes) for a (3, 4, 5) input over 2 axes, "
+          "eps 1e-3",
+          inputs=_ln_inputs((3, 4, 5), 2, eps=1e-3), expected=_expect_torch_cache, call=_ln_cache, compare=close(TOL), seed=5),
     # layernorm_backward: 25 points
     Check(_id(B_, "finite_difference"), B_, 5,
           "dx, dgamma, dbeta match centred finite differences of F.layer_norm on a (4, 6) input",
@@ -419,8 +420,8 @@ CHECKS = [
           inputs=_ln_backward_inputs((7, 9), 1), expected=_expect_reference_backward, call=_ln_backward_call(),
           compare=close(TOL), hidden=True, cell=_id(B_, "autograd")),
     Check(_id(B_, "param_grads"), B_, 3,
-          "dgamma and dbeta match PyTorch autograd on a (2, 5, 4) input (two leading axes)",
-          inputs=_ln_backward_inputs((2, 5, 4), 1), expected=_only("dgamma", "dbeta")(_expect_autograd),
+          "dgamma and dbeta match PyTorch autograd on a (3, 2, 5, 4) input (three leading axes)",
+          inputs=_ln_backward_inputs((3, 2, 5, 4), 1), expected=_only("dgamma", "dbeta")(_expect_autograd),
           call=_ln_backward_call(keep=("dgamma", "dbeta")), compare=close(TOL), seed=8),
     Check(_id(B_, "param_grads_hidden"), B_, 2, "dgamma and dbeta match the reference on a 4-D input",
           inputs=_ln_backward_inputs((2, 3, 2, 4), 2), expected=_only("dgamma", "dbeta")(_expect_reference_backward),
@@ -433,14 +434,15 @@ CHECKS = [
           inputs=_ln_backward_inputs((3, 3, 4), 2), expected=_expect_zero_sums, call=_ln_backward_call(keep=("dx",)),
           derive=_dx_sample_sums, compare=close(atol=ZERO_ATOL), hidden=True, cell=_id(B_, "dx_sums_to_zero")),
     # groupnorm_forward: 15 points
-    Check(_id(G_, "torch"), G_, 4, "out matches F.group_norm with 3 groups on a (2, 6, 3, 3) input",
-          inputs=_gn_inputs((2, 6, 3, 3), 3), expected=_expect_torch_gn, call=_out, compare=close(TOL), seed=10),
+    Check(_id(G_, "torch"), G_, 4,
+          "out matches F.group_norm with 6 groups of one channel (instance norm) on a (2, 6, 3, 3) input, eps 1e-3",
+          inputs=_gn_inputs((2, 6, 3, 3), 6, eps=1e-3), expected=_expect_torch_gn, call=_out, compare=close(TOL), seed=10),
     Check(_id(G_, "torch_hidden"), G_, 3, "out matches the reference on a 3-D input with 4 groups",
           inputs=_gn_inputs((3, 8, 5), 4), expected=_expect_reference_gn, call=_out,
           compare=close(TOL), hidden=True, cell=_id(G_, "torch")),
     Check(_id(G_, "consecutive_groups"), G_, 3,
-          "with gamma = 1, beta = 0 each group of consecutive channels of a sample has mean 0, variance 1",
-          inputs=_gn_inputs((2, 6, 4, 4), 3, affine=False), expected=_expect_group_standardized, call=_out,
+          "with gamma = 1, beta = 0 each group of consecutive channels of a (2, 6, 16) sample has mean 0, variance 1",
+          inputs=_gn_inputs((2, 6, 16), 3, affine=False), expected=_expect_group_standardized, call=_out,
           derive=_group_moments, compare=_compare_group_standardized, seed=11),
     Check(_id(G_, "consecutive_groups_hidden"), G_, 2, "group statistics of a 3-D input with 2 groups",
           inputs=_gn_inputs((3, 8, 6), 2, affine=False), expected=_expect_group_standardized, call=_out,
@@ -458,17 +460,66 @@ CHECKS = [
     Check(_id(R_, "torch_hidden"), R_, 3, "out matches the reference on a 3-D input",
           inputs=_rms_inputs((2, 3, 6)), expected=_expect_reference_rms, call=_out,
           compare=close(TOL), hidden=True, cell=_id(R_, "torch")),
-    Check(_id(R_, "rescales_rows"), R_, 2, "out is weight * x times one factor per row (no re-centering)",
-          inputs=_rms_inputs((5, 7)), expected=_expect_constant_factors, call=_out,
+    Check(_id(R_, "rescales_rows"), R_, 2, "out is weight * x times one factor per row of a (2, 5, 7) input (no re-centering)",
+          inputs=_rms_inputs((2, 5, 7)), expected=_expect_constant_factors, call=_out,
           derive=_row_factors, compare=close(atol=ZERO_ATOL), seed=14),
     Check(_id(R_, "rescales_rows_hidden"), R_, 2, "one factor per row of a 3-D input",
           inputs=_rms_inputs((3, 2, 9)), expected=_expect_constant_factors, call=_out,
           derive=_row_factors, compare=close(atol=ZERO_ATOL), hidden=True, cell=_id(R_, "rescales_rows")),
     Check(_id(R_, "eps"), R_, 2,
-          "eps inside the square root: out matches F.rms_norm on zero-mean rows of size 1e-3",
-          inputs=_rms_inputs((4, 10), scale=1e-3, centred=True), expected=_expect_torch_rms, call=_out,
+          "eps = 1e-5 inside the square root: out matches F.rms_norm on zero-mean rows of size 1e-3",
+          inputs=_rms_inputs((4, 10), eps=1e-5, scale=1e-3, centred=True), expected=_expect_torch_rms, call=_out,
           compare=close(TOL), seed=15),
     Check(_id(R_, "eps_hidden"), R_, 2, "out matches the reference with eps = 1e-2 on small zero-mean rows",
           inputs=_rms_inputs((3, 6), eps=1e-2, scale=0.1, centred=True), expected=_expect_reference_rms,
           call=_out, compare=close(TOL), hidden=True, cell=_id(R_, "eps")),
 ]
+
+
+# ---------------------------------------------------------------- kinds of input
+_DEFAULT_EPS = {"rmsnorm_forward": 1e-6}
+
+
+def input_kinds(function: str, inputs: dict) -> set[str]:
+    """The kinds of input a check of ``function`` uses, read off its inputs (a backward
+    check's cache is made from the same x, normalized_ndim and eps)."""
+    x = np.asarray(inputs["x"])
+    kinds = array_kinds(x)
+    default = _DEFAULT_EPS.get(function, 1e-5)
+    kinds.add(f"eps = {default:g} (the default)" if inputs["eps"] == default else "eps other than the default")
+    if function.startswith("layernorm"):
+        k = inputs["normalized_ndim"]
+        kinds.add(f"normalized over the last {k} axes" if k > 1 else "normalized over the last axis")
+        if x.ndim - k > 1:
+            kinds.add("more than one leading axis")
+    if function == "groupnorm_forward":
+        g, c = inputs["num_groups"], x.shape[1]
+        kinds.add("one group (layer norm)" if g == 1 else ("one group per channel (instance norm)" if g == c
+                                                           else "between 1 and C groups"))
+    if "gamma" in inputs and function != "layernorm_backward":
+        identity = np.all(inputs["gamma"] == 1) and np.all(inputs["beta"] == 0)
+        kinds.add("gamma = 1, beta = 0" if identity else "gamma and beta other than 1 and 0")
+    if function == "rmsnorm_forward":
+        rms = np.sqrt(np.mean(x**2, axis=-1))
+        if np.all(np.abs(x.mean(axis=-1)) < 1e-9 * (1 + rms)):
+            kinds.add("zero-mean rows")
+        if np.any(rms**2 < 100 * inputs["eps"]):
+            kinds.add("rows small enough for eps to matter")
+    return kinds
+
+
+def describe_input(function: str, inputs: dict) -> str:
+    """The input in plain words, e.g. "a (3, 2, 3, 4) input normalized over its last 3 axes, eps 1e-05"."""
+    x = np.asarray(inputs["x"])
+    words = f"a {tuple(x.shape)} input"
+    if "normalized_ndim" in inputs:
+        k = inputs["normalized_ndim"]
+        words += f" normalized over its last {k} ax{'es' if k > 1 else 'is'}"
+    if "num_groups" in inputs:
+        words += f" in {inputs['num_groups']} group(s) of {x.shape[1] // inputs['num_groups']} channel(s)"
+    words += f", eps {inputs['eps']:g}"
+    extra = input_kinds(function, inputs) & {"zero-mean rows", "rows small enough for eps to matter"}
+    return ", ".join([words, *sorted(extra)])
+
+
+CHECKS = describing(CHECKS, describe_input)

@@ -74,8 +74,6 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5):
         (shape ``(C,)``).
 
     Raises ``ValueError`` when a channel has a single value (``m == 1``), like torch.
-
-    See book/batchnorm.md.
     """
     x, channels, m = _training_input(x)
     gamma = vector(gamma, "gamma", channels).astype(np.float64, copy=False)
@@ -109,8 +107,6 @@ def batchnorm_backward(dout, cache):
         ``(dx, dgamma, dbeta)``: the gradients of the loss with respect to ``x``, ``gamma``
         and ``beta``, with shapes ``x.shape``, ``(C,)``, ``(C,)``. The derivation (through the
         batch mean and variance, which depend on every input) is in the book.
-
-    See book/batchnorm.md.
     """
     if not isinstance(cache, dict) or not {"xhat", "gamma", "inv_std", "m"} <= cache.keys():
         raise TypeError("cache must be the dict returned by batchnorm_forward")
@@ -139,8 +135,6 @@ def identity_affine(x, eps: float = 1e-5):
         ``(gamma, beta)`` of shape ``(C,)``: ``gamma = sqrt(var + eps)`` (biased batch
         variance) and ``beta = mean``, so ``batchnorm_forward(x, gamma, beta, eps)`` returns
         ``x``. This is why BN does not restrict what a layer can represent.
-
-    See book/batchnorm.md.
     """
     x, channels, _ = _training_input(x)
     eps = positive(eps, "eps")

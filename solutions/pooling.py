@@ -124,8 +124,6 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
         returns, and ``cache["x_shape"]`` is ``x.shape``. Padding cells (``-inf``) never win. Ties go to the first maximum in
         row-major window order; a NaN counts as the maximum, and with several NaNs the
         last one wins (torch's rule: keep a value if ``val > max or isnan(val)``).
-
-    See book/pooling.md.
     """
     g = _geometry(x, kernel_size, stride, padding, ceil_mode)
     x = g["x"]
@@ -173,8 +171,6 @@ def maxpool2d_backward(dout, cache):
         ``dx`` of shape ``(N, C, H, W)``: each window's whole ``dout`` goes to its argmax
         cell and nothing to the other cells; a cell that wins several overlapping windows
         receives the sum of their gradients, so ``dx.sum() == dout.sum()``.
-
-    See book/pooling.md.
     """
     if not isinstance(cache, dict) or not {"argmax", "x_shape"} <= cache.keys():
         raise TypeError("cache must be the dict returned by maxpool2d_forward")
@@ -205,8 +201,6 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=
         runs past the right padding is divided by fewer than ``kh * kw`` cells. The cache
         also holds ``x_shape`` (``x.shape``) and ``geometry``: the dict ``_geometry``
         returns, without ``x`` (``kernel``, ``stride``, ``padding`` as pairs, ``out``).
-
-    See book/pooling.md.
     """
     g = _geometry(x, kernel_size, stride, padding, ceil_mode)
     if not isinstance(count_include_pad, (bool, np.bool_)):
@@ -247,8 +241,6 @@ def avgpool2d_backward(dout, cache):
         ``dout / divisor`` for that window; overlapping windows add up. Shares sent to
         padding cells are dropped, so ``dx.sum() == dout.sum()`` only when no window
         touches the padding (or with ``count_include_pad=False``).
-
-    See book/pooling.md.
     """
     if not isinstance(cache, dict) or not {"divisor", "x_shape", "geometry"} <= cache.keys():
         raise TypeError("cache must be the dict returned by avgpool2d_forward")
@@ -271,8 +263,6 @@ def minpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
 
     Args and Returns as :func:`maxpool2d_forward`; ``cache["argmax"]`` holds the flat
     input-plane index of each window's (first) minimum. Padding never wins.
-
-    See book/pooling.md.
     """
     out, cache = maxpool2d_forward(-float_array(x, "x", ndim=4), kernel_size, stride, padding, ceil_mode)
     return -out, cache
@@ -283,7 +273,5 @@ def minpool2d_backward(dout, cache):
 
     Args and Returns as :func:`maxpool2d_backward`, with the cached (first) minimum of
     each window in place of its maximum; overlapping windows add up.
-
-    See book/pooling.md.
     """
     return maxpool2d_backward(dout, cache)

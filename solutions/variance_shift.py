@@ -65,8 +65,6 @@ def dropout_variance_shift(p, mean=0.0, var=1.0):
     -------
     float, or an array of the shape of ``p``: the exact ratio ``Var_test / Var_train``
     (1 when ``p = 0``).
-
-    See book/variance_shift.md.
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
@@ -81,8 +79,6 @@ def gaussian_dropout_variance_shift(p, mean=0.0, var=1.0):
     ``r ~ N(0, p / (1 - p))`` independent of ``x``, so ``E[X^2] = (c^2 + v)(1 + p / (1 - p))``
     and ``Var_train = (c^2 + v) / (1 - p) - c^2``: the same as Bernoulli dropout, hence the
     same shift (Gaussian dropout is not variance-stable either). Parameters and return value as :func:`dropout_variance_shift`.
-
-    See book/variance_shift.md.
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
@@ -106,8 +102,6 @@ def uout_variance_shift(beta, mean=0.0, var=1.0):
     Returns
     -------
     float, or an array of the shape of ``beta``.
-
-    See book/variance_shift.md.
     """
     beta = _betas(beta)
     c2 = _real(mean, "mean") ** 2
@@ -128,8 +122,6 @@ def uout_forward(x, beta, training=True, rng=None):
     Returns
     -------
     out : float64 array of the shape of ``x``.
-
-    See book/variance_shift.md.
     """
     x = float_array(x, "x").astype(np.float64, copy=False)
     if np.ndim(beta) != 0:
@@ -170,8 +162,6 @@ def simulate_variance_shift(noise_fn, mean, var, n, rng=None):
     Returns
     -------
     float : ``var(test output) / var(train output)``.
-
-    See book/variance_shift.md.
     """
     if not callable(noise_fn):
         raise TypeError(f"noise_fn must be callable, got {type(noise_fn).__name__}")
@@ -210,8 +200,6 @@ def bn_variance_shift(model, batches):
     list of float, one per BN layer in module order (empty if there is none).
 
     Every module's ``training`` flag is restored and every hook removed, even on error.
-
-    See book/variance_shift.md.
     """
     import torch
     from torch.nn.modules.batchnorm import _BatchNorm

@@ -162,15 +162,15 @@ CHAPTER = Chapter(
     ),
     provided_imports="import numbers\n\nimport numpy as np",
     parts=(
-        Part("the forward pass", FORWARD,
+        Part("the forward pass", FORWARD, section="the-forward-pass",
              functions=("_batch_statistics", "batchnorm_forward"),
              tests=("batchnorm_batchnorm_forward_torch_2d", "batchnorm_batchnorm_forward_torch_4d",
                     "batchnorm_batchnorm_forward_standardizes", "batchnorm_batchnorm_forward_cache")),
-        Part("the backward pass", BACKWARD, functions=("batchnorm_backward",),
+        Part("the backward pass", BACKWARD, section="the-backward-pass", functions=("batchnorm_backward",),
              tests=("batchnorm_batchnorm_backward_finite_difference", "batchnorm_batchnorm_backward_autograd",
                     "batchnorm_batchnorm_backward_param_grads", "batchnorm_batchnorm_backward_dx_sums_to_zero"),
              self_check=SELF_CHECK),
-        Part("parameters that make batch norm the identity", IDENTITY, functions=("identity_affine",),
+        Part("parameters that make batch norm the identity", IDENTITY, section="batchnorm-gamma-beta", functions=("identity_affine",),
              tests=("batchnorm_identity_affine_recovers_input_2d", "batchnorm_identity_affine_recovers_input_4d")),
     ),
     experiments=(

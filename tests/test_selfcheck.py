@@ -207,3 +207,48 @@ def test_the_self_check_needs_nothing_of_the_repository(student_python):
     got = subprocess.run([str(student_python), "-c", "import autograder"], capture_output=True, text=True,
                          cwd="/", env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert got.returncode != 0 and "No module named 'autograder'" in got.stderr
+
+
+@pytest.mark.parametrize("chapter", ["batchnorm", "network"])
+def test_the_last_cell_costs_nothing_when_graded(chapter, tmp_path):
+    """In the grader's sandbox the notebook's self-check cell only prints how to run it: no
+    kernel, no points (it is not a graded cell), a small fraction of a second."""
+    from autograder import judge, sandbox
+    from autograder.grading import worker
+    from autograder.grading.prepare import ChapterRun
+
+    release = EXERCISES / "release" / chapter / f"{chapter}.ipynb"
+    path = tmp_path / f"{chapter}.ipynb"
+    nbformat.write(course.fill_answers(course.read(release), course.answers(
+        course.read(EXERCISES / "source" / chapter / f"{chapter}.ipynb"))), str(path))
+    prepared = submission.prepare(path, release, chapter)
+    last = len(prepared.cells) - 1
+    assert prepared.cells[last].grade_id == f"{chapter}_{selfcheck.SELF_CHECK_CELL}"
+    limits = sandbox.Limits()
+    run = ChapterRun(EXERCISES, chapter, None, visible_only=True)
+    result = worker.run(run.job(path.name, prepared, limits, None), sandboxed=not sandbox.probe(), slot=0)
+    cells = {body["index"]: body for body in (json.loads(p) for k, p in result.frames if k == "cell")}
+    assert cells[last]["outputs"] == [{"output_type": "stream", "name": "stdout", "text": (
+        f"To check this notebook, save it and run in a terminal beside it: python -m coursechecks {chapter}.ipynb\n")}]
+    assert cells[last]["seconds"] < 0.5
+    verdicts = judge.judge_run(run.plan, dict((gid, i) for i, gid in prepared.test_cells()), result, limits)
+    assert verdicts.status == records.GRADED and all(v.passed for v in verdicts.checks)
+    assert f"{chapter}_{selfcheck.SELF_CHECK_CELL}" not in {c.cell for c in verdicts.cells}
+
+
+def test_the_last_cell_runs_the_self_check_in_jupyterlab(student_python, unpacked):
+    """Where JupyterLab started the kernel (it names the notebook in JPY_SESSION_NAME), the
+    last cell checks the saved notebook and prints the same report as the command line."""
+    import nbclient
+
+    name = f"{CHAPTER} in lab.ipynb"
+    nbformat.write(_release(), str(unpacked / name))
+    expected = run_self_check(student_python, unpacked, name)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(notebooks.self_check_source(CHAPTER))])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(unpacked)}})
+    client.execute(env={**env, "JPY_SESSION_NAME": str(unpacked / name)})
+    printed = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert printed.startswith(f"Checking the saved file {name} (save the notebook first")
+    assert printed.strip().endswith(expected.stdout.strip())

@@ -1,9 +1,9 @@
 """Turn what a sandbox sent back into verdicts, a status and the autograded notebook's outputs.
 
 Runs in the trusted process. The frames are untrusted bytes: every field is type-checked,
-outputs are re-sanitised, check outputs are loaded with ``allow_pickle=False`` and judged by
-the same :func:`autograder.authoring.checks.core.judge` a notebook uses, against expected values
-computed here from the grader's own inputs.
+outputs are re-sanitised, check outputs are loaded with ``allow_pickle=False`` and decided by
+:func:`autograder.authoring.checks.selfcheck.verdict` (which the students' self-check uses too),
+against expected values computed here from the grader's own inputs.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import signal
 from dataclasses import dataclass, field
 
 from autograder import records, transport
-from autograder.authoring.checks import core
+from autograder.authoring.checks import core, selfcheck
 from autograder.sandbox import Limits, RunResult
 
 ALLOWED_MIME = ("text/plain", "image/png", "image/jpeg", "text/latex", "text/markdown")
@@ -136,16 +136,8 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
     for cell, checks in plan.checks.items():
         first_failure = ""
         for check in checks:
-            got = sent.get(check.grade_id)
-            if isinstance(got, dict):
-                result = core.judge(check, got, plan.inputs[check.grade_id], plan.expected_for(check))
-                passed, text = result.passed, result.message
-            elif isinstance(got, str):
-                passed, text = False, f"{check.function}{core.input_note(check, plan.inputs[check.grade_id])}: {got}"
-            else:
-                passed, text = False, (
-                    f"{check.function}: no valid result came back for this test" if status == records.GRADED
-                    else f"{check.function}: not tested, because the notebook stopped before this test ({status})")
+            passed, text = selfcheck.verdict(check, sent.get(check.grade_id), plan.inputs[check.grade_id],
+                                             lambda c=check: plan.expected_for(c), status)
             verdicts.append(records.CheckVerdict(check.grade_id, cell, check.description, check.hidden, passed, text))
             if not passed and not first_failure:
                 first_failure = text

@@ -19,7 +19,6 @@ import base64
 import contextlib
 import copy
 import importlib
-import importlib.abc
 import io
 import json
 import os
@@ -165,15 +164,6 @@ class CappedStream(io.TextIOBase):
         pass
 
 
-class BlockTorch(importlib.abc.MetaPathFinder):
-    """Numpy-only chapters are graded without PyTorch (an answer may not hand the work to it)."""
-
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "functorch"):
-            raise ImportError(f"{name} is not available while grading this chapter: its exercises are written in numpy")
-        return None
-
-
 def make_shell(outputs: Outputs):
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
@@ -255,7 +245,7 @@ def build_inputs(plan: dict, job: Path) -> dict[str, dict]:
 
 
 def run_test_cell(entries: list[dict], inputs: dict, shell, reporter: Reporter, limits: dict) -> None:
-    from coursechecks import core
+    from coursechecks import core, selfcheck
 
     for entry in entries:
         name = entry["check"]
@@ -267,8 +257,7 @@ def run_test_cell(entries: list[dict], inputs: dict, shell, reporter: Reporter, 
             continue
         try:
             with time_limit(limits["call_seconds"], f"{entry['function']}"):
-                raw = core.call_student(check, fn, inputs[name])
-            arrays = {key: core.as_float_array(value, key) for key, value in raw.items()}
+                arrays = selfcheck.student_outputs(check, fn, inputs[name])
             payload = transport.pack({"check": name, "outputs": arrays})
         except core.CheckFailure as exc:
             reporter.json("fail", {"check": name, "message": exc.message, **_exception_flags(exc.__context__)})
@@ -300,9 +289,11 @@ def main(job: Path) -> None:
     plan = json.loads((job / "plan.json").read_text())
     _install_font_cache(job)
     limits = plan["limits"]
-    if plan.get("block_torch"):
-        sys.meta_path.insert(0, BlockTorch())
     sys.path.insert(0, os.getcwd())
+    if plan.get("block_torch"):
+        from coursechecks.selfcheck import BlockTorch  # numpy only: torch is not imported yet
+
+        sys.meta_path.insert(0, BlockTorch())
     inputs = build_inputs(plan, job)
 
     outputs = Outputs(limits["cell_output_bytes"], limits["total_output_bytes"])

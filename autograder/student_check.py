@@ -5,57 +5,28 @@ with the visible tests (in the sandbox when bubblewrap is there; it is the stude
 on their own machine otherwise), and says in plain words whether it passes them and whether
 anything in the file would cost points at grading time: a deleted or edited cell, an answer
 cell that lost its metadata, a written answer not yet written, a file too large.
+
+Students without a clone run the same check from the chapter's zip, ``python -m coursechecks
+NOTEBOOK`` (:mod:`autograder.authoring.checks.selfcheck`): the same reading and repair of the
+notebook, the same calls, verdicts and words; only the place where the notebook runs differs.
 """
 from __future__ import annotations
 
 import json
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import judge, records, sandbox, submission
+from autograder import judge, sandbox, submission
+from autograder.authoring.checks import selfcheck
 from autograder.coursedir import CourseDir
 from autograder.grading import worker
 from autograder.grading.prepare import ChapterRun
 
 
-@dataclass
-class CheckReport:
-    chapter: str
-    gradable: bool
-    advice: list[str] = field(default_factory=list)
-    passed: list[records.CheckVerdict] = field(default_factory=list)
-    failed: list[records.CheckVerdict] = field(default_factory=list)
-    status: str = records.GRADED
-    message: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """0: gradable and every visible test passes; 1: a visible test fails; 2: not gradable."""
-        if not self.gradable:
-            return 2
-        return 1 if self.failed or self.status != records.GRADED else 0
-
-    def text(self) -> str:
-        lines = [f"Checking your {self.chapter} notebook."]
-        if not self.gradable:
-            lines.append("It cannot be graded as it is:")
-            lines += [f"  - {a}" for a in self.advice]
-            return "\n".join(lines)
-        total = len(self.passed) + len(self.failed)
-        lines.append(f"Visible tests: {len(self.passed)} of {total} passed."
-                     + (" (Hidden tests run at grading time on other inputs.)" if total else ""))
-        for verdict in self.failed:
-            lines.append(f"  FAILED {verdict.check}: {verdict.message}")
-        if self.status != records.GRADED:
-            lines.append(f"The run did not complete normally ({self.status}): {self.message}")
-        if self.advice:
-            lines.append("Before you submit:")
-            lines += [f"  - {a}" for a in self.advice]
-        else:
-            lines.append("The notebook is intact: it will be graded as it is.")
-        return "\n".join(lines)
+# What the student is told, worded once for this command and the self-check that ships with
+# every notebook (``python -m coursechecks``).
+CheckReport = selfcheck.Report
 
 
 def guess_chapter(path: Path, chapters: list[str]) -> str | None:
@@ -74,21 +45,6 @@ def guess_chapter(path: Path, chapters: list[str]) -> str | None:
     return None
 
 
-def _advice(prepared: submission.Prepared, template: Path) -> list[str]:
-    advice = list(prepared.notes)
-    nb = json.loads(template.read_text())
-    stubs = {
-        c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"])
-        for c in nb["cells"]
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution")
-    }
-    for cell in prepared.cells:
-        if cell.grade_id in stubs and cell.source.strip() == stubs[cell.grade_id].strip():
-            kind = "written answer" if cell.kind == "markdown" else "answer cell"
-            advice.append(f"The {kind} {cell.grade_id} is still as it was handed out.")
-    return advice
-
-
 def check_notebook(path: Path, course_dir: Path, chapter: str | None = None,
                    limits: sandbox.Limits | None = None) -> CheckReport:
     limits = limits or sandbox.Limits(wall_seconds=600)
@@ -105,7 +61,8 @@ def check_notebook(path: Path, course_dir: Path, chapter: str | None = None,
         prepared = submission.prepare(Path(path), template, chapter)
     except submission.Rejected as exc:
         return CheckReport(chapter, False, [exc.message])
-    report = CheckReport(chapter, True, _advice(prepared, template))
+    advice = prepared.notes + selfcheck.untouched_answers(prepared, json.loads(template.read_text()))
+    report = CheckReport(chapter, True, advice)
     run = ChapterRun(course.root, chapter, None, visible_only=True)
     with tempfile.TemporaryDirectory(prefix="autograder-check-") as work:
         font_cache = sandbox.build_font_cache(Path(work) / "matplotlib")

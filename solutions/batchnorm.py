@@ -86,8 +86,6 @@ def batchnorm_forward(x, gamma, beta, eps: float = 1e-5):
 
     Raises ``ValueError`` when a channel has a single value (``m == 1``),
     like torch.
-
-    See book/batchnorm.md.
     """
     x, channels, m = _training_input(x)
     gamma = vector(gamma, "gamma", channels).astype(np.float64, copy=False)
@@ -122,8 +120,6 @@ def batchnorm_backward(dout, cache):
         ``x``, ``gamma`` and ``beta``, with shapes ``x.shape``, ``(C,)``,
         ``(C,)``. The derivation (through the batch mean and variance, which
         depend on every input) is in the book.
-
-    See book/batchnorm.md.
     """
     needed = {"xhat", "gamma", "inv_std", "m"}
     if not isinstance(cache, dict) or not needed <= cache.keys():
@@ -159,8 +155,6 @@ def identity_affine(x, eps: float = 1e-5):
         (biased batch variance) and ``beta = mean``, so
         ``batchnorm_forward(x, gamma, beta, eps)`` returns ``x``. This is why
         BN does not restrict what a layer can represent.
-
-    See book/batchnorm.md.
     """
     x, channels, _ = _training_input(x)
     eps = positive(eps, "eps")

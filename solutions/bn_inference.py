@@ -83,13 +83,11 @@ def batchnorm_train_step(
 
     Returns:
         ``(out, running_mean, running_var, num_batches_tracked)``: ``out`` is
-        :func:`solutions.batchnorm.batchnorm_forward`'s output (biased
+        the output of :func:`batchnorm_forward` (biased
         variance); the running mean and variance are new arrays updated with
         the batch mean and the **unbiased** batch variance;
         ``num_batches_tracked`` is incremented by one. Inputs are not
         mutated.
-
-    See book/bn_inference.md.
     """
     out, cache = batchnorm_forward(x, gamma, beta, eps)
     channels, m = cache["mean"].shape[0], cache["m"]
@@ -131,8 +129,6 @@ def batchnorm_eval(
     Returns:
         ``gamma * (x - running_mean) / sqrt(running_var + eps) + beta``, of
         the shape of ``x``.
-
-    See book/bn_inference.md.
     """
     x = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     channels = x.shape[1]
@@ -165,8 +161,6 @@ def population_statistics(batches):
     The data are read once and not stored. Unlike the running sum of squares
     (``E[x^2] - E[x]^2``), the result stays accurate when the data sit on a
     large offset (e.g. ``1e8 + N(0, 1)``); the book derives the merge rule.
-
-    See book/bn_inference.md.
     """
     count = 0
     mean = m2 = None
@@ -249,8 +243,6 @@ def recalibrate_batchnorm(model, batches):
         ValueError: the model has no BN layer with running statistics
             (``update_bn`` silently does nothing here; a recalibration that
             cannot happen is reported), or ``batches`` is empty.
-
-    See book/bn_inference.md.
     """
     import torch
 
@@ -338,8 +330,6 @@ def fold_batchnorm(
         ``(weight, bias)``, float64 arrays of shapes ``weight.shape`` and
         ``(out,)``: the single layer that computes what the layer followed by
         BN in eval mode computes.
-
-    See book/bn_inference.md.
     """
     weight = float_array(weight, "weight", min_ndim=2)
     weight = weight.astype(np.float64, copy=False)

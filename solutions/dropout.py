@@ -51,8 +51,6 @@ def dropout_forward(x, p, training=True, rng=None):
     mask : boolean keep-mask of the shape of ``x`` (True = kept) in
         training, ``None`` in evaluation; pass it to
         :func:`dropout_backward`.
-
-    See book/dropout.md.
     """
     x, p, training, rng = _inputs(x, p, training, rng)
     if not training:
@@ -77,8 +75,6 @@ def dropout_backward(dout, mask, p):
     Returns
     -------
     dx : float64 array of the shape of ``dout``.
-
-    See book/dropout.md.
     """
     dout = float_array(dout, "dout").astype(np.float64, copy=False)
     p = drop_probability(p)
@@ -116,8 +112,6 @@ def vanilla_dropout_forward(x, p, training=True, rng=None):
     out : float64 array, ``x * mask`` in training and ``x * (1 - p)`` in
         evaluation.
     mask : boolean keep-mask in training, ``None`` in evaluation.
-
-    See book/dropout.md.
     """
     x, p, training, rng = _inputs(x, p, training, rng)
     if not training:
@@ -147,8 +141,6 @@ def gaussian_dropout_forward(x, p, training=True, rng=None):
     out : float64 array of the shape of ``x``.
     noise : the multiplier of the shape of ``x`` in training
         (``dx = dout * noise``), ``None`` in evaluation.
-
-    See book/dropout.md.
     """
     x, p, training, rng = _inputs(x, p, training, rng)
     if not training:

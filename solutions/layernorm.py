@@ -60,8 +60,6 @@ def layernorm_forward(x, gamma, beta, normalized_ndim=1, eps=1e-5):
         it broadcasts against ``x``), ``gamma`` as float64, and ``axes`` the
         tuple of normalized axes ``(x.ndim - normalized_ndim, ...,
         x.ndim - 1)``.
-
-    See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     normalized_ndim = _count(normalized_ndim, "normalized_ndim")
@@ -105,8 +103,6 @@ def layernorm_backward(dout, cache):
         ``x`` (shape of ``x``), ``gamma`` and ``beta`` (shape
         ``normalized_shape``). The mean and variance of each sample depend on
         all of that sample's values; the derivation is in the book.
-
-    See book/layernorm.md.
     """
     xhat, inv_std, gamma, axes = cache
     dout = same_shape(dout, "dout", xhat.shape)
@@ -141,8 +137,6 @@ def groupnorm_forward(x, num_groups, gamma, beta, eps=1e-5):
     Returns
     -------
     out : array of the shape of ``x``.
-
-    See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     num_groups = _count(num_groups, "num_groups")
@@ -191,8 +185,6 @@ def groupnorm_backward(dout, x, num_groups, gamma, eps=1e-5):
         with respect to ``xhat``, both recomputed from ``x``; ``gamma`` and
         ``beta`` are per channel, so their gradients sum over the samples
         and the spatial positions.
-
-    See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=2).astype(np.float64, copy=False)
     num_groups = _count(num_groups, "num_groups")
@@ -251,8 +243,6 @@ def rmsnorm_forward(x, weight, eps=1e-6):
     Returns
     -------
     out : array of the shape of ``x``.
-
-    See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     if x.shape[-1] == 0:
@@ -285,8 +275,6 @@ def rmsnorm_backward(dout, x, weight, eps=1e-6):
         ``dx = s * (g - xhat * mean(g * xhat))`` over the last axis: layer
         norm's backward pass without the ``- mean(g)`` term, since nothing
         was subtracted.
-
-    See book/layernorm.md.
     """
     x = float_array(x, "x", min_ndim=1).astype(np.float64, copy=False)
     if x.shape[-1] == 0:

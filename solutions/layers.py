@@ -337,9 +337,9 @@ class BatchNorm(Layer):
     """``nn.BatchNorm1d(C)`` on ``(N, C)`` and ``nn.BatchNorm2d(C)`` on
     ``(N, C, H, W)``.
 
-    Training mode normalises with the batch statistics (solutions.batchnorm)
-    and updates the running statistics (solutions.bn_inference, torch's
-    momentum and unbiased-variance rule); eval mode is the fixed affine map
+    Training mode normalises with the batch statistics (the batch norm
+    chapter) and updates the running statistics (the BN-at-inference
+    chapter, torch's momentum and unbiased-variance rule); eval mode is the fixed affine map
     of the running statistics.
     """
 
@@ -409,7 +409,7 @@ class BatchNorm(Layer):
 
 class LayerNorm(Layer):
     """``nn.LayerNorm(normalized_shape)``: the same computation in train and eval mode
-    (solutions.layernorm)."""
+    (the layer norm chapter)."""
 
     def __init__(self, normalized_shape, eps: float = 1e-5):
         super().__init__()
@@ -440,8 +440,8 @@ class LayerNorm(Layer):
 
 
 class Dropout(Layer):
-    """``nn.Dropout(p)``, inverted dropout (solutions.dropout); ``p`` is the
-    drop probability.
+    """``nn.Dropout(p)``, inverted dropout (the dropout chapter); ``p`` is
+    the drop probability.
 
     Masks are drawn from the layer's own generator. Assign a boolean
     keep-mask to ``fixed_mask`` to use it instead at every training-mode
@@ -478,7 +478,8 @@ class Dropout(Layer):
 
 
 class MaxPool2d(Layer):
-    """``nn.MaxPool2d(kernel_size, stride, padding)`` (solutions.pooling)."""
+    """``nn.MaxPool2d(kernel_size, stride, padding)`` (the pooling
+    chapter)."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
@@ -497,8 +498,8 @@ class MaxPool2d(Layer):
 
 
 class AvgPool2d(Layer):
-    """``nn.AvgPool2d(kernel_size, stride, padding)`` (solutions.pooling,
-    ``count_include_pad=True``)."""
+    """``nn.AvgPool2d(kernel_size, stride, padding)`` (the pooling
+    chapter, ``count_include_pad=True``)."""
 
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()

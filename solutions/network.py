@@ -48,7 +48,7 @@ def network_forward(layers, x, training):
 
     Args:
         layers: a list of layers with the interface of
-            :class:`solutions.layers.Layer`.
+            :class:`Layer`.
         x: the input batch, a float array.
         training: True for training mode (batch statistics, running
             statistics updated, dropout on), False for evaluation mode
@@ -160,7 +160,7 @@ def train_step(layers, x, y, velocities, lr, momentum):
 
 
 class Sequential:
-    """Layers applied in order, each with the interface of :class:`solutions.layers.Layer`."""
+    """Layers applied in order, each with the interface of :class:`Layer`."""
 
     def __init__(self, *layers: Layer):
         for i, layer in enumerate(layers):
@@ -521,7 +521,7 @@ def lockstep_with_torch(model: Sequential, X, y, *, steps: int, batch_size: int,
     dropout masks (torch draws them, ``model`` is given them) and record how far apart they are.
 
     Returns a dict: ``loss_ours`` and ``loss_torch`` per step, ``max_param_error`` per step (the
-    largest :func:`solutions.gradcheck.rel_error` over every parameter), and at the end
+    largest :func:`rel_error` over every parameter), and at the end
     ``state_error`` (every parameter and running statistic) and ``eval_logit_error`` (eval-mode
     logits on all of ``X``). ``model`` is trained in place; ``optimizer`` is ``"sgd"``
     (with ``momentum``) or ``"adam"``.

@@ -129,8 +129,6 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0,
         win. Ties go to the first maximum in row-major window order; a NaN
         counts as the maximum, and with several NaNs the last one wins
         (torch's rule: keep a value if ``val > max or isnan(val)``).
-
-    See book/pooling.md.
     """
     g = _geometry(x, kernel_size, stride, padding, ceil_mode)
     x = g["x"]
@@ -186,8 +184,6 @@ def maxpool2d_backward(dout, cache):
         to its argmax cell and nothing to the other cells; a cell that wins
         several overlapping windows receives the sum of their gradients, so
         ``dx.sum() == dout.sum()``.
-
-    See book/pooling.md.
     """
     if (not isinstance(cache, dict)
             or not {"argmax", "x_shape"} <= cache.keys()):
@@ -229,8 +225,6 @@ def avgpool2d_forward(x, kernel_size, stride=None, padding=0,
         holds ``x_shape`` (``x.shape``) and ``geometry``: the dict
         ``_geometry`` returns, without ``x`` (``kernel``, ``stride``,
         ``padding`` as pairs, ``out``).
-
-    See book/pooling.md.
     """
     g = _geometry(x, kernel_size, stride, padding, ceil_mode)
     if not isinstance(count_include_pad, (bool, np.bool_)):
@@ -277,8 +271,6 @@ def avgpool2d_backward(dout, cache):
         Shares sent to padding cells are dropped, so
         ``dx.sum() == dout.sum()`` only when no window touches the padding
         (or with ``count_include_pad=False``).
-
-    See book/pooling.md.
     """
     if (not isinstance(cache, dict)
             or not {"divisor", "x_shape", "geometry"} <= cache.keys()):
@@ -306,8 +298,6 @@ def minpool2d_forward(x, kernel_size, stride=None, padding=0,
     Args and Returns as :func:`maxpool2d_forward`; ``cache["argmax"]`` holds
     the flat input-plane index of each window's (first) minimum. Padding
     never wins.
-
-    See book/pooling.md.
     """
     negated = -float_array(x, "x", ndim=4)
     out, cache = maxpool2d_forward(negated, kernel_size, stride=stride,
@@ -322,7 +312,5 @@ def minpool2d_backward(dout, cache):
     Args and Returns as :func:`maxpool2d_backward`, with the cached (first)
     minimum of each window in place of its maximum; overlapping windows add
     up.
-
-    See book/pooling.md.
     """
     return maxpool2d_backward(dout, cache)

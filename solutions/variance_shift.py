@@ -68,8 +68,6 @@ def dropout_variance_shift(p, mean=0.0, var=1.0):
     -------
     float, or an array of the shape of ``p``: the exact ratio
     ``Var_test / Var_train`` (1 when ``p = 0``).
-
-    See book/variance_shift.md.
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
@@ -88,8 +86,6 @@ def gaussian_dropout_variance_shift(p, mean=0.0, var=1.0):
     dropout, hence the same shift (Gaussian dropout is not variance-stable
     either). Parameters and return value as
     :func:`dropout_variance_shift`.
-
-    See book/variance_shift.md.
     """
     p = _drop_probabilities(p)
     c2 = _real(mean, "mean") ** 2
@@ -116,8 +112,6 @@ def uout_variance_shift(beta, mean=0.0, var=1.0):
     Returns
     -------
     float, or an array of the shape of ``beta``.
-
-    See book/variance_shift.md.
     """
     beta = _betas(beta)
     c2 = _real(mean, "mean") ** 2
@@ -140,8 +134,6 @@ def uout_forward(x, beta, training=True, rng=None):
     Returns
     -------
     out : float64 array of the shape of ``x``.
-
-    See book/variance_shift.md.
     """
     x = float_array(x, "x").astype(np.float64, copy=False)
     if np.ndim(beta) != 0:
@@ -186,8 +178,6 @@ def simulate_variance_shift(noise_fn, mean, var, n, rng=None):
     Returns
     -------
     float : ``var(test output) / var(train output)``.
-
-    See book/variance_shift.md.
     """
     if not callable(noise_fn):
         raise TypeError("noise_fn must be callable, "
@@ -237,8 +227,6 @@ def bn_variance_shift(model, batches):
 
     Every module's ``training`` flag is restored and every hook removed,
     even on error.
-
-    See book/variance_shift.md.
     """
     import torch
     from torch.nn.modules.batchnorm import _BatchNorm

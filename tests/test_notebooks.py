@@ -191,3 +191,84 @@ def test_committed_source_notebook_and_helpers_are_current(built):
     for name, data in notebooks.helper_files(spec.name).items():
         assert (folder / "coursechecks" / name).read_bytes() == data
     assert sorted(p.name for p in (folder / "coursechecks").glob("*.py")) == sorted(notebooks.helper_files(spec.name))
+
+
+# --- what a student reads: links, names, instructions -------------------------------------------
+
+LINK = re.compile(r"\]\(([^)\s]+)\)|<(https?://[^>\s]+)>|(?<![(<])(https?://[^\s)>\"'`]+)")
+# A file or folder a student could be sent to look for (checked against the chapter's zip).
+FILE_NAME = re.compile(r"\b[\w./-]+\.(?:py|md|txt|yml|yaml|toml|cfg|ipynb|zip|csv|json)\b")
+
+
+def released_text(chapter: str) -> str:
+    nb = nbformat.read(str(REPO / "exercises" / "release" / chapter / f"{chapter}.ipynb"), as_version=4)
+    return "\n".join(cell.source for cell in nb.cells)
+
+
+def links(text: str) -> list[str]:
+    return [next(g for g in m.groups() if g) for m in LINK.finditer(text)]
+
+
+def test_chapter_url_is_the_published_page():
+    base = notebooks.chapter_url("batchnorm").removesuffix("/book/batchnorm.html")
+    assert base.startswith("https://") and notebooks.chapter_url("pooling") == f"{base}/book/pooling.html"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_link_goes_to_the_published_chapter_and_each_part_to_its_section(chapter):
+    spec = notebooks.load_spec(chapter)
+    found = links(released_text(chapter))
+    page = notebooks.chapter_url(chapter)
+    assert found and all(url == page or url.startswith(f"{page}#") for url in found), found
+    for part in spec.parts:
+        assert part.section, f"{chapter}: part {part.title!r} names no section of the chapter"
+        assert f"{page}#{part.section}" in found
+
+
+def _built_page(url: str) -> Path:
+    base = notebooks.chapter_url("x").removesuffix("/book/x.html")
+    assert url.startswith(base + "/")
+    return REPO / "_build" / "html" / url[len(base) + 1:].split("#")[0]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_link_resolves_in_the_built_site(chapter):
+    """Each link's page exists in the built book and has the element its anchor names."""
+    if not (REPO / "_build" / "html" / "index.html").is_file():
+        pytest.skip("the book has not been built (make book)")
+    for url in links(released_text(chapter)):
+        page = _built_page(url)
+        assert page.is_file(), f"{url}: no page {page}"
+        if "#" in url:
+            anchor = url.split("#", 1)[1]
+            assert f'id="{anchor}"' in page.read_text(encoding="utf-8"), f"{url}: no section #{anchor}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_released_notebooks_name_nothing_students_do_not_have(chapter):
+    """No text or docstring of a released notebook points at the course's own sources
+    (``solutions``, the book's markdown, the repository) or at a file not in the zip."""
+    text = released_text(chapter)
+    assert not re.search(r"\bsolutions\b|\bautograder\b|book/\w+\.md|requirements\.txt", text)
+    folder = REPO / "exercises" / "release" / chapter
+    shipped = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    shipped |= {p.rsplit("/", 1)[-1] for p in shipped}
+    for name in FILE_NAME.findall(text):
+        assert name in shipped, f"{chapter}.ipynb names {name}, which is not in the chapter's zip"
+
+
+def test_intro_readme_and_notebooks_agree_on_install_and_stderr():
+    """One install command and one rule about stderr, in the book's intro, the README's
+    student section and every notebook."""
+    def flat(text):
+        return " ".join(text.split())
+
+    intro = flat((REPO / "book" / "intro.md").read_text(encoding="utf-8"))
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    students = flat(readme[readme.index("### For students"):readme.index("### For instructors")])
+    for text in (intro, students, *(flat(released_text(c)) for c in CHAPTERS)):
+        assert f"`{notebooks.STUDENT_INSTALL}`" in text
+        assert flat(notebooks.STDERR_RULE) in text
+        assert "python -m coursechecks" in text
+        assert "requirements.txt" not in text.replace("`make test` sets up `.venv`", "")
+    assert "counts as a failure" not in intro

@@ -12,7 +12,8 @@ import pytest
 
 from autograder import runner, sandbox, transport
 from autograder.authoring.checks import core
-from autograder.runner import BlockTorch, CappedStream, Outputs
+from autograder.authoring.checks.selfcheck import BlockTorch
+from autograder.runner import CappedStream, Outputs
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKS = REPO / "exercises" / "release" / "batchnorm" / "coursechecks"

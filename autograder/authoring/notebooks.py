@@ -25,13 +25,16 @@ from pathlib import Path
 import nbformat
 
 from autograder.authoring.checks import Check, chapter_checks
+from autograder.authoring.checks.selfcheck import SELF_CHECK_CELL, STUDENT_INSTALL
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 SCHEMA_VERSION = 3
 TOTAL_POINTS = 100
 HELPER_PACKAGE = "coursechecks"  # name of the released copy of autograder/authoring/checks
+HELPER_MODULES = ("__init__.py", "__main__.py", "core.py", "selfcheck.py", "submission.py")
 BOOK_CONFIG = Path(__file__).resolve().parents[2] / "_config.yml"
+SELF_CHECK = "python -m coursechecks"  # run beside the notebook; see checks/selfcheck.py
 
 
 def chapter_url(name: str, config: Path = BOOK_CONFIG) -> str:
@@ -55,6 +58,8 @@ class Part:
     tests:     grade_ids of the test cells (each the grade_id of a visible check; hidden
                checks join the cell named by their ``cell``).
     text:      markdown shown before the answer cell.
+    section:   the anchor of the chapter's section that explains the part (the notebook
+               links ``chapter_url(chapter)#section``).
     self_check: optional ungraded code cell between the answer and the tests (e.g. a
                finite-difference gradient check that prints relative errors).
     """
@@ -63,6 +68,7 @@ class Part:
     text: str
     functions: tuple[str, ...]
     tests: tuple[str, ...]
+    section: str = ""
     self_check: str = ""
 
 
@@ -179,16 +185,43 @@ The exercise for the chapter *{spec.title}* of the course book:
 
 {spec.intro.strip()}
 
+**Set-up.** Keep this notebook and the `coursechecks/` folder beside it together (the
+chapter's zip unpacks into one folder, `{spec.name}/`, holding both). You need Python 3 with
+`{STUDENT_INSTALL}`; PyTorch is used only by the checks.
+
 **How to work.** Run the cells from top to bottom. Write your code where a cell says
 `# YOUR CODE HERE`, replacing the `raise NotImplementedError()` line, and keep the function
 names and signatures. Use numpy only. Each test cell calls `check(...)`: it prints `passed ...`
 or stops with a message naming the wrong output and its relative error. When the notebook is
 graded, hidden tests with other inputs run in the same cells, and the test cells are restored
-to their original content, so editing them changes nothing.
+to their original content, so editing them changes nothing. {STDERR_RULE}
 
 **Points.** {auto:g} points are graded automatically ({n_parts} parts) and {manual:g} by hand
 (the written answer{'s' if len(spec.experiments) > 1 else ''}), {auto + manual:g} in total.
 """
+
+
+# What output on stderr costs, said once (the grader judges a test cell by its checks' verdicts
+# alone; the checks silence warnings of the functions they call).
+STDERR_RULE = ("Warnings and other output on standard error cost nothing: a test is decided "
+               "only by whether your function's outputs are right.")
+
+
+def _before_submitting(spec: Chapter) -> str:
+    return f"""## Before you submit
+
+Save the notebook (File > Save Notebook), then run the cell below. It checks the saved file
+the way the grader will read it: it runs the notebook in a fresh kernel with the original test
+cells, reports every visible test, and lists anything that would cost points (an answer left
+as handed out, a deleted or edited cell, a file too large). In a terminal beside the notebook,
+`{SELF_CHECK} {spec.name}.ipynb` does the same. Then submit the `.ipynb` file only.
+"""
+
+
+def self_check_source(chapter: str) -> str:
+    """The notebook's last cell (read-only, ungraded): the self-check of the saved notebook.
+    It does nothing when the grader runs the notebook (see ``selfcheck.in_notebook``)."""
+    return f'from coursechecks.selfcheck import in_notebook\n\nin_notebook("{chapter}.ipynb")'
 
 
 def build_notebook(spec: Chapter) -> nbformat.NotebookNode:
@@ -220,8 +253,11 @@ def build_notebook(spec: Chapter) -> nbformat.NotebookNode:
     for i, part in enumerate(spec.parts, 1):
         points = sum(c.points for t in part.tests for c in groups[t])
         graded = part.functions[-1]
+        if not part.section:
+            raise ValueError(f"{spec.name}, part {i}: no chapter section named (Part.section)")
         cells.append(v4.new_markdown_cell(
-            f"## Part {i}: {part.title} ({points:g} points)\n\n{part.text.strip()}"))
+            f"## Part {i}: {part.title} ({points:g} points)\n\n{part.text.strip()}\n\n"
+            f"The chapter explains it in [this section]({chapter_url(spec.name)}#{part.section})."))
         answer = "\n\n\n".join(solution_source(getattr(module, f)) for f in part.functions)
         cells.append(_nbgrader(v4.new_code_cell(answer), f"{spec.name}_{graded}_answer",
                                grade=False, solution=True, locked=False))
@@ -239,6 +275,10 @@ def build_notebook(spec: Chapter) -> nbformat.NotebookNode:
         cells.append(_nbgrader(v4.new_markdown_cell(e.model_answer.strip()), e.grade_id,
                                grade=True, solution=True, locked=False, points=e.points))
 
+    cells.append(v4.new_markdown_cell(_before_submitting(spec)))
+    cells.append(_nbgrader(v4.new_code_cell(self_check_source(spec.name)), f"{spec.name}_{SELF_CHECK_CELL}",
+                           grade=False, solution=False, locked=True))
+
     for i, cell in enumerate(cells):
         cell["id"] = f"{spec.name}-{i:02d}"
     nb = v4.new_notebook(cells=cells)
@@ -251,9 +291,11 @@ def build_notebook(spec: Chapter) -> nbformat.NotebookNode:
 
 
 def helper_files(chapter: str) -> dict[str, bytes]:
-    """The files released as ``coursechecks/``: the package init, core and the chapter's checks."""
+    """The files released as ``coursechecks/``: the package (init, ``core``, the self-check run
+    by ``python -m coursechecks`` and the notebook reader it shares with the grader) and the
+    chapter's checks. The release adds ``original.ipynb``, the released notebook itself."""
     root = Path(__file__).parent / "checks"
-    return {name: (root / name).read_bytes() for name in ("__init__.py", "core.py", f"{chapter}.py")}
+    return {name: (root / name).read_bytes() for name in HELPER_MODULES + (f"{chapter}.py",)}
 
 
 def write_source(spec: Chapter, course_dir: Path) -> Path:

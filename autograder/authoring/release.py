@@ -4,7 +4,8 @@ For each chapter (default: every chapter with a spec), in a temporary course dir
 
 1. generate the source notebook from ``solutions/`` + the chapter's checks and spec, and
    copy the checks package beside it as ``coursechecks/``;
-2. run ``nbgrader generate_assignment``;
+2. run ``nbgrader generate_assignment`` and put a copy of the released notebook into the
+   released ``coursechecks/`` (``original.ipynb``: what the students' self-check compares with);
 3. submit the released notebook with the reference answers filled in and run
    ``nbgrader autograde``; if it does not score every automatically graded point, stop
    with a non-zero exit and the failing cells, leaving ``exercises/`` untouched;
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from autograder.authoring import course, notebooks
+from autograder.authoring.checks import selfcheck
 
 REFERENCE_STUDENT = "reference"
 
@@ -32,7 +34,10 @@ def build(course_dir: Path, chapters: list[str]) -> Path:
     """Generate sources and run ``generate_assignment`` in ``course_dir`` (no grading)."""
     course.new_course(course_dir, chapters)
     for chapter in chapters:
-        course.generate(course_dir, chapter)
+        released = course.generate(course_dir, chapter)
+        # The students' self-check rebuilds a notebook on the release, as the grader does:
+        # the pristine notebook ships inside coursechecks/.
+        shutil.copyfile(released, released.parent / notebooks.HELPER_PACKAGE / selfcheck.ORIGINAL)
     return Path(course_dir)
 
 

@@ -14,18 +14,14 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from autograder import fingerprint, judge, submission, transport
-from autograder.authoring.checks import core
+from autograder.authoring.checks import core, selfcheck
 from autograder.coursedir import CourseDir
 from autograder.sandbox import Limits
-
-_TORCH_IMPORT = re.compile(r"^\s*(import|from)\s+torch\b", re.MULTILINE)
-
 
 @dataclass(frozen=True)
 class Job:
@@ -113,12 +109,7 @@ class ChapterRun:
         self._plan = judge.Plan(self.chapter, by_cell, seeds, inputs)
 
     def _template_imports_torch(self) -> bool:
-        nb = json.loads(self.template.read_text())
-        return any(
-            _TORCH_IMPORT.search("".join(cell.get("source", "")))
-            for cell in nb["cells"]
-            if cell.get("metadata", {}).get("nbgrader", {}).get("locked") and cell["cell_type"] == "code"
-        )
+        return selfcheck.template_imports_torch(json.loads(self.template.read_text()))
 
     def plan_json(self, prepared: submission.Prepared, limits: Limits) -> dict:
         plan = self.plan  # also makes the inputs and hide_torch

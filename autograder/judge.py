@@ -142,6 +142,8 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
             if not passed and not first_failure:
                 first_failure = text
         points = float(sum(c.points for c in checks))
+        # All or nothing, as nbgrader scores a test cell that raises; the passed line a
+        # notebook prints (core.passed_line) tells the student so.
         cells.append(records.CellScore(cell, points, 0.0 if first_failure else points, first_failure or "passed"))
         index = cell_positions.get(cell)
         if index is not None:
@@ -150,8 +152,9 @@ def judge_run(plan: Plan, cell_positions: dict[str, int], run: RunResult, limits
 
 
 def _test_cell_outputs(cell: str, checks: list[core.Check], verdicts: list[records.CheckVerdict]) -> list[dict]:
-    """What the test cell would have shown: a line per passed check, or the failure as an
-    error (which is how nbgrader scores the cell 0)."""
+    """What the test cell would have shown: the line each passed check prints in a notebook
+    (:func:`core.passed_line`: what it proves, how the cell's points are earned), or the
+    failure as an error (which is how nbgrader scores the cell 0)."""
     mine = {v.check: v for v in verdicts if v.cell == cell}
     lines = []
     for check in checks:
@@ -161,8 +164,9 @@ def _test_cell_outputs(cell: str, checks: list[core.Check], verdicts: list[recor
                 {"output_type": "error", "ename": "AssertionError",
                  "evalue": f"{check.grade_id} failed. {verdict.message}", "traceback": []}
             ]
-        points = f"{check.points:g} point{'s' if check.points != 1 else ''}"
-        lines.append(f"passed {check.grade_id} ({points}): {check.description}\n")
+        # The cell's checks as the notebook has them: a run without the hidden checks (the
+        # self-check) must still describe the cell the grader scores.
+        lines.append(core.passed_line(check, core.cell_checks(check.grade_id)) + "\n")
     return [{"output_type": "stream", "name": "stdout", "text": "".join(lines)}] if lines else []
 
 

@@ -8,6 +8,10 @@ grader chose, sending the raw outputs back as arrays. Whether they are right is 
 the trusted process that reads the frames. Everything the grader needs (plan, inputs) is
 loaded before any student code runs.
 
+A tested function that raises, changes its arguments in place or returns one of them fails
+with :func:`coursechecks.core.call_student`'s message, which names the argument or shows the
+student's line (by its notebook cell, see :func:`label_new_cells`).
+
 Frames written to the original stdout (fd 1 is then pointed at /dev/null, so student code
 writing to it cannot interleave): ``begin`` {index}, ``cell`` {index, outputs, timed_out,
 out_of_memory}, ``check`` npz of one check's outputs (plus its name), ``fail`` {check,
@@ -272,6 +276,17 @@ def run_test_cell(entries: list[dict], inputs: dict, shell, reporter: Reporter, 
         reporter.send(transport.frame("check", payload))
 
 
+def label_new_cells(shell, seen: set[str], index: int, source: str) -> None:
+    """Name the code IPython compiled for notebook cell ``index`` ("cell 8", counted from 1
+    as in the graded notebook), so a failed check shows the student's line by its cell."""
+    from coursechecks import core
+
+    for filename in list(getattr(shell.compile, "_filename_map", {})):
+        if filename not in seen:
+            seen.add(filename)
+            core.label_source(filename, f"cell {index + 1}", source)
+
+
 def _install_font_cache(job: Path) -> None:
     """matplotlib's font list, built once by the grader: without it every sandbox would
     spend most of a second rebuilding it (and shelling out to fc-list)."""
@@ -295,11 +310,15 @@ def main(job: Path) -> None:
 
         sys.meta_path.insert(0, BlockTorch())
     inputs = build_inputs(plan, job)
+    from coursechecks import core
+
+    core.label_source(__file__, None)  # a time limit is raised from here: not the student's line
 
     outputs = Outputs(limits["cell_output_bytes"], limits["total_output_bytes"])
     shell = make_shell(outputs)
     sys.stdout, sys.stderr = CappedStream(outputs, "stdout"), CappedStream(outputs, "stderr")
     warnings.simplefilter("default")
+    compiled: set[str] = set()
 
     for index, cell in enumerate(plan["cells"]):
         if os.getpid() != OWNER:  # a process forked by student code does not run the rest of the notebook
@@ -320,6 +339,7 @@ def main(job: Path) -> None:
         except TimeLimit as exc:  # fired outside run_cell's own handler
             error = exc
             outputs.error("TimeLimit", str(exc), [])
+        label_new_cells(shell, compiled, index, cell["source"])
         # A failed cell's traceback would keep everything it allocated alive (a memory bomb
         # would then starve the cells after it): drop IPython's references to it.
         flags = _exception_flags(error)

@@ -99,10 +99,14 @@ def test_test_cells_show_a_line_per_passed_check_and_code_cells_their_outputs(pl
     assert v.outputs[0] == [{"output_type": "stream", "name": "stdout", "text": "hi\n"}]
     (out,) = v.outputs[POSITIONS[FORWARD]]
     assert out["output_type"] == "stream"
+    # The notebook's own passed line (core.passed_line), then the hidden check by number only.
     assert out["text"].splitlines() == [
-        f"passed {FORWARD} (5 points): out matches F.batch_norm(training=True) on a (8, 5) input",
-        f"passed {FORWARD_HIDDEN} (5 points): out matches the reference on another 2-D input and eps",
+        f"passed {FORWARD}: out matches F.batch_norm(training=True) on a (8, 5) input",
+        "  5 of this cell's 10 points are tested here; 5 more come from 1 hidden check on other inputs at grading "
+        "time. The 10 points are all-or-nothing: a hidden check that fails costs all of them.",
+        "passed hidden check 1 of 1 (5 of this cell's 10 points)",
     ]
+    assert "another 2-D input" not in out["text"]  # a hidden check's description stays private
 
 
 def test_a_failed_check_scores_its_cell_zero_and_shows_an_error(plan):
@@ -134,7 +138,7 @@ def test_visible_failures_show_expected_values_and_hidden_ones_do_not(plan):
                                          *all_right(plan)[5:], DONE]
     v = judge_run(plan, POSITIONS, run(only_hidden), LIMITS)
     passed_line, error = v.outputs[POSITIONS[FORWARD]]
-    assert passed_line["text"].startswith(f"passed {FORWARD} ")
+    assert passed_line["text"] == core.passed_line(core.get_check(FORWARD), core.cell_checks(FORWARD)) + "\n"
     # A hidden check's failure says what kind of input it used (shapes, eps), never its values.
     assert error["evalue"].startswith(f"{FORWARD_HIDDEN} failed. batchnorm_forward (hidden check on a 2-D (13, 7) "
                                       "input (N, D), eps 0.001): out is wrong")
@@ -156,6 +160,50 @@ def test_a_failure_reported_by_the_runner_is_prefixed_with_the_function_and_capp
     message = verdict(v, FORWARD).message
     assert message.startswith("batchnorm_forward: raised ValueError: xxx") and len(message) == 2000 + len("batchnorm_forward: ")
     assert awarded(v)[FORWARD] == 0.0
+
+
+def test_a_cell_is_all_or_nothing_as_its_passed_line_says(plan):
+    """The visible check passed and printed that the cell is all-or-nothing; its hidden
+    check failed, and the cell scores 0, as the line said."""
+    frames = all_right(plan)[:4] + [check_frame(FORWARD_HIDDEN, wrong_outputs(plan, FORWARD_HIDDEN)),
+                                    *all_right(plan)[5:], DONE]
+    v = judge_run(plan, POSITIONS, run(frames), LIMITS)
+    assert verdict(v, FORWARD).passed and not verdict(v, FORWARD_HIDDEN).passed
+    assert awarded(v) == {FORWARD: 0.0, IDENTITY: 10.0}
+    line = v.outputs[POSITIONS[FORWARD]][0]["text"]
+    assert "The 10 points are all-or-nothing: a hidden check that fails costs all of them." in line
+
+
+def test_a_run_without_hidden_checks_still_describes_the_whole_cell():
+    # The self-check runs the visible checks only; the passed line still counts the hidden points.
+    checks = {FORWARD: [core.get_check(FORWARD)]}
+    inputs = {FORWARD: core.make_inputs(core.get_check(FORWARD), 7)}
+    visible_only = Plan("batchnorm", checks, {FORWARD: 7}, inputs)
+    outputs = {"out": core.as_float_array(reference.batchnorm_forward(**inputs[FORWARD])[0], "out")}
+    v = judge_run(visible_only, {FORWARD: 3}, run([check_frame(FORWARD, outputs), DONE]), LIMITS)
+    assert "5 of this cell's 10 points are tested here; 5 more come from 1 hidden check" in v.outputs[3][0]["text"]
+
+
+def _forward_in_place(x, gamma, beta, eps=1e-5):
+    x -= x.mean(axis=0)
+    x /= np.sqrt(x.var(axis=0) + eps)
+    return gamma * x + beta, {}
+
+
+def test_a_diagnosis_made_in_the_sandbox_is_the_verdict_for_visible_and_hidden_checks(plan):
+    """The runner sends call_student's message as plain text; the verdict is the message a
+    notebook shows, the same for the hidden check (no seed, input or expected value)."""
+    frames = all_right(plan)[:3]
+    for name in (FORWARD, FORWARD_HIDDEN):
+        with pytest.raises(core.CheckFailure) as failure:
+            core.call_student(core.get_check(name), _forward_in_place, plan.inputs[name])
+        frames.append(fail_frame(name, failure.value.message))
+    v = judge_run(plan, POSITIONS, run(frames + all_right(plan)[5:] + [DONE]), LIMITS)
+    in_notebook = core.run_check(core.get_check(FORWARD), _forward_in_place).message
+    assert in_notebook.startswith("batchnorm_forward: it modified the caller's array x in place;")
+    assert verdict(v, FORWARD).message == verdict(v, FORWARD_HIDDEN).message == in_notebook
+    assert awarded(v)[FORWARD] == 0.0
+    assert v.outputs[POSITIONS[FORWARD]][-1]["evalue"] == f"{FORWARD} failed. {in_notebook}"
 
 
 def test_nan_outputs_fail_with_a_plain_message(plan):

@@ -163,6 +163,10 @@ def identity_affine(x, eps=1e-5):
 def batchnorm_backward(dout, cache):
     raise ValueError("boom")
 
+def forward_in_place(x, gamma, beta, eps=1e-5):
+    x -= x.mean(axis=0)
+    return x, {}
+
 print("defined")
 print("a warning", file=sys.stderr)
 '''
@@ -171,6 +175,7 @@ FORWARD_HIDDEN = "batchnorm_batchnorm_forward_torch_2d_hidden"
 IDENTITY = "batchnorm_identity_affine_recovers_input_2d"
 BACKWARD = "batchnorm_batchnorm_backward_autograd"
 CACHE = "batchnorm_batchnorm_forward_cache"
+IN_PLACE = "batchnorm_batchnorm_forward_torch_4d"
 SHIPPED_SEED, HIDDEN_SEED = 5, 77
 CELL_CAP = 60_000
 
@@ -190,6 +195,7 @@ CELLS = [
     ("code", "import torch", None),  # 12
     ("code", f"print('x' * {CELL_CAP + 10_000})", None),  # 13
     ("code", "import os\nos.system('echo from a child process')\n!echo from a shell escape", None),  # 14
+    ("test", "", IN_PLACE),  # 15
 ]
 
 
@@ -217,13 +223,14 @@ def frames(tmp_path_factory):
             IDENTITY: [{"check": IDENTITY, "function": "identity_affine", "seed": 1}],
             BACKWARD: [{"check": BACKWARD, "function": "batchnorm_backward", "seed": 2}],
             CACHE: [{"check": CACHE, "function": "no_such_function", "seed": 3}],
+            IN_PLACE: [{"check": IN_PLACE, "function": "forward_in_place", "seed": 4}],
         },
         "block_torch": True,
         "limits": {"cell_seconds": 1.0, "call_seconds": 1.0, "cell_output_bytes": CELL_CAP,
                    "total_output_bytes": 4 * CELL_CAP},
     }
     (job / "plan.json").write_text(json.dumps(plan))
-    shipped = {name: core.make_inputs(core.get_check(name), SHIPPED_SEED) for name in (FORWARD, IDENTITY, BACKWARD, CACHE)}
+    shipped = {name: core.make_inputs(core.get_check(name), SHIPPED_SEED) for name in (FORWARD, IDENTITY, BACKWARD, CACHE, IN_PLACE)}
     (job / "inputs.npz").write_bytes(transport.pack(shipped))
     proc = subprocess.run([sys.executable, "-I", str(Path(runner.__file__)), str(job)], cwd=work,
                           env=sandbox._environment(str(work)), capture_output=True, timeout=120)
@@ -258,8 +265,9 @@ def test_frames_come_in_notebook_order(frames):
         kinds.append(f"{kind} {body.get('index', body.get('check', ''))}".strip())
     expected = ["begin 0", "cell 0", "begin 1", f"check {FORWARD}", f"check {FORWARD_HIDDEN}",
                 "begin 2", f"fail {IDENTITY}", "begin 3", f"fail {BACKWARD}", "begin 4", f"fail {CACHE}"]
-    for index in range(5, len(CELLS)):
+    for index in range(5, len(CELLS) - 1):
         expected += [f"begin {index}"] + ([] if CELLS[index][0] == "markdown" else [f"cell {index}"])
+    expected += [f"begin {len(CELLS) - 1}", f"fail {IN_PLACE}"]
     assert kinds == expected + ["done"]
 
 
@@ -284,15 +292,29 @@ def test_inputs_not_shipped_are_made_inside_from_the_seed(frames):
     np.testing.assert_array_equal(outputs["out"], forward(**inputs))
 
 
+def answer_line(text: str) -> int:
+    return ANSWERS.splitlines().index(text) + 1
+
+
 def test_a_slow_tested_function_is_stopped_and_reported_as_timed_out(frames):
     fail = fail_frames(frames)[IDENTITY]
     assert fail["timed_out"] is True and fail["out_of_memory"] is False
     assert "identity_affine ran longer than 1 s" in fail["message"]
+    # where the student's code was when it was stopped: cell 1 of the notebook
+    assert fail["message"].endswith(f"\n  at cell 1, line {answer_line('    time.sleep(30)')}: time.sleep(30)")
 
 
-def test_a_raising_tested_function_is_a_failure_with_its_message(frames):
+def test_a_raising_tested_function_is_a_failure_with_its_message_and_line(frames):
     fail = fail_frames(frames)[BACKWARD]
-    assert fail == {"message": "raised ValueError: boom", "timed_out": False, "out_of_memory": False}
+    line = answer_line('    raise ValueError("boom")')
+    assert fail == {"message": f'raised ValueError: boom\n  at cell 1, line {line}: raise ValueError("boom")',
+                    "timed_out": False, "out_of_memory": False}
+
+
+def test_a_function_that_changes_its_argument_in_place_is_told_so(frames):
+    fail = fail_frames(frames)[IN_PLACE]
+    assert fail["message"].startswith("it modified the caller's array x in place; leave its arguments unchanged")
+    assert fail["timed_out"] is False
 
 
 def test_an_undefined_function_is_a_failure(frames):

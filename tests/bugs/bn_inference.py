@@ -60,6 +60,23 @@ BUGS = {
     new_var = (1 - factor) * running_var + factor * unbiased
     return out, new_mean, new_var, n
 '''),
+    # The right formula written in place: the caller's running_mean and running_var are
+    # overwritten and returned. Every step of a chain then holds the same arrays, so the
+    # statistics after step 1 are those after the last step ("relative error 1.00e+00"
+    # before the checks named the in-place update). Even a single step fails: the contract
+    # is new arrays, inputs untouched.
+    "in_place_running_stats": dict(
+        answer_cell=_P + "batchnorm_train_step_answer",
+        fails=TRAIN_STEP_CELLS | {_P + "batchnorm_train_step_momentum_none",
+                                  _P + "batchnorm_train_step_unbiased_running_var"},
+        source=_STEP_HEAD + '''
+    factor = 1.0 / n if momentum is None else momentum
+    running_mean *= 1 - factor
+    running_mean += factor * mean
+    running_var *= 1 - factor
+    running_var += factor * unbiased
+    return out, running_mean, running_var, n
+'''),
     # Eval mode normalising with the batch's own statistics (training mode by another name).
     "eval_with_batch_statistics": dict(
         answer_cell=_P + "batchnorm_eval_answer",

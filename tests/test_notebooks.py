@@ -186,7 +186,7 @@ def test_committed_source_notebook_and_helpers_are_current(built):
     folder = REPO / "exercises" / "source" / spec.name
     committed = (folder / f"{spec.name}.ipynb").read_text()
     assert committed == nbformat.writes(nb) + "\n", (
-        "exercises/source is stale: run `autograder release " + spec.name + "`"
+        "exercises/source is stale: run `autograder release " + spec.name + "` in exercises/"
     )
     for name, data in notebooks.helper_files(spec.name).items():
         assert (folder / "coursechecks" / name).read_bytes() == data

@@ -35,7 +35,7 @@ def test_committed_release_is_current(released_course, chapter):
         fresh = course.read(out / kind / chapter / f"{chapter}.ipynb")
         committed = course.read(REPO / "exercises" / kind / chapter / f"{chapter}.ipynb")
         assert comparable(committed) == comparable(fresh), (
-            f"exercises/{kind}/{chapter} is stale: run `autograder release {chapter}`"
+            f"exercises/{kind}/{chapter} is stale: run `autograder release {chapter}` in exercises/"
         )
         files = sorted(p.relative_to(out / kind) for p in (out / kind / chapter).rglob("*") if p.is_file())
         committed_files = sorted(

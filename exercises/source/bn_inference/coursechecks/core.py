@@ -7,8 +7,10 @@ chapter modules that use it as an oracle) and never on ``solutions``.
 A :class:`Check` says how its inputs are made from a seeded generator, how the student's
 function is called, what the expected outputs are and how they are compared. The runner
 :func:`run_check` turns everything a student's code can do (raise, return the wrong type,
-return an object that claims to equal anything, return NaN) into a failed :class:`Result`
-with a plain-language message. :func:`check` is what a notebook test cell calls.
+return an object that claims to equal anything, return NaN, overwrite the caller's arrays)
+into a failed :class:`Result` with a plain-language message: an exception is shown at the
+student's own line, an array changed in place or returned aliased is named. :func:`check`
+is what a notebook test cell calls; its passed line says how the cell's points are earned.
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ import dataclasses
 import functools
 import importlib
 import io
+import linecache
+import os
+import site
+import sys
+import sysconfig
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,6 +38,7 @@ __all__ = [
     "as_float_array",
     "call_student",
     "array_kinds",
+    "cell_checks",
     "check",
     "close",
     "describing",
@@ -41,7 +49,9 @@ __all__ = [
     "gradient_check",
     "judge",
     "make_inputs",
+    "label_source",
     "numerical_gradient",
+    "passed_line",
     "rel_error",
     "returning",
     "run_check",
@@ -191,6 +201,10 @@ class Check:
                  "a (1, 3, 7, 8) input, 3x2 kernel, stride (2, 1)"), derived from the inputs
                  and shown with a failure, so that a failed hidden check says what it tried
                  without showing its values. Chapters set it with :func:`describing`.
+    modifies:    arguments the function may change in place and return, because its
+                 contract says so (a layer's state, a torch module's buffers). Every other
+                 array argument must come back as the caller gave it, and no returned array
+                 may share memory with one (see :func:`call_student`).
     """
 
     grade_id: str
@@ -206,6 +220,7 @@ class Check:
     seed: int = 0
     cell: str | None = None
     describe: Callable[[dict], str] | None = None
+    modifies: tuple[str, ...] = ()
 
     @property
     def cell_id(self) -> str:
@@ -243,15 +258,18 @@ def call_student(check: Check, fn: Callable, inputs: dict) -> dict:
     """Call the student's function on a deep copy of the inputs; return its named outputs.
 
     Anything the student's code raises (including ``SystemExit``) becomes a
-    :class:`CheckFailure`; warnings and Python-level stderr output are swallowed so a graded
-    cell stays silent on stderr.
+    :class:`CheckFailure` that shows the line of the student's code it came from; warnings
+    and Python-level stderr output are swallowed so a graded cell stays silent on stderr.
+    Every call of ``fn`` is watched (:class:`_Watched`): changing an array argument in place
+    or returning one of them fails the check with a message naming that argument, unless
+    the check lists it in ``modifies``.
     """
     if not callable(fn):
         raise CheckFailure(f"expected a function, got {type(fn).__name__}")
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            raw = check.call(fn, copy.deepcopy(inputs))
+            raw = check.call(_Watched(fn, check.modifies), copy.deepcopy(inputs))
     except CheckFailure:
         raise
     except NotImplementedError:
@@ -259,10 +277,232 @@ def call_student(check: Check, fn: Callable, inputs: dict) -> dict:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 (SystemExit from student code too)
-        raise CheckFailure(f"raised {type(exc).__name__}: {exc}") from None
+        raise CheckFailure(_raised(exc)) from None
     if not isinstance(raw, dict):
         raise TypeError(f"{check.grade_id}: call() must return a dict of outputs")
     return raw
+
+
+# ---------------------------------------------------------------- diagnoses of student code
+
+class _Watched:
+    """A student's function whose every call is checked for changes to its array arguments.
+
+    Before a call, each numpy array among the arguments (also inside a dict, list or tuple
+    argument, e.g. a cache) is copied; after it, an array whose bytes, shape or dtype
+    changed was modified in place, and a returned array that shares memory with one is an
+    alias of the caller's array. Both become a :class:`CheckFailure` naming the argument by
+    the function's own parameter name. Attributes (``__name__``, ``__globals__``) are the
+    function's, so a check's ``call`` can treat this as the function itself.
+    """
+
+    def __init__(self, fn: Callable, modifies: tuple[str, ...] = ()):
+        self.__dict__["_fn"] = fn
+        self.__dict__["_modifies"] = frozenset(modifies)
+
+    def __getattr__(self, name: str):
+        return getattr(self.__dict__["_fn"], name)
+
+    def __call__(self, *args, **kwargs):
+        fn, modifies = self.__dict__["_fn"], self.__dict__["_modifies"]
+        watched = [(label, arr, _snapshot(arr)) for label, arr in _array_arguments(fn, args, kwargs)
+                   if label.split("[")[0] not in modifies]
+        result = fn(*args, **kwargs)
+        for label, arr, before in watched:
+            if before is not None and _changed(arr, before):
+                raise CheckFailure(_modified_message(label))
+        for position, value in _returned_arrays(result):
+            for label, arr, _ in watched:
+                if _shares_memory(value, arr):
+                    raise CheckFailure(_alias_message(position, label))
+        return result
+
+
+_NESTING = 2  # arrays inside a dict/list/tuple argument (a cache), and one level deeper
+
+
+def _parameter_names(fn: Callable, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
+    """(name, value) of each argument, named by the function's signature where possible."""
+    import inspect
+
+    try:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # no signature, or a call the function will refuse itself
+        return [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    named = []
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            named += [(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            named += list(value.items())
+        else:
+            named.append((name, value))
+    return named
+
+
+def _array_arguments(fn: Callable, args: tuple, kwargs: dict) -> list[tuple[str, np.ndarray]]:
+    found: list[tuple[str, np.ndarray]] = []
+
+    def walk(value, label: str, depth: int) -> None:
+        if type(value) is np.ndarray:  # noqa: E721 (subclasses may compute on access)
+            found.append((label, value))
+        elif depth > 0 and type(value) is dict:  # noqa: E721
+            for key, item in list(value.items())[:100]:
+                walk(item, f"{label}[{key!r}]", depth - 1)
+        elif depth > 0 and type(value) in (list, tuple):
+            for i, item in enumerate(value[:100]):
+                walk(item, f"{label}[{i}]", depth - 1)
+
+    for name, value in _parameter_names(fn, args, kwargs):
+        walk(value, name, _NESTING)
+    return found
+
+
+def _snapshot(arr: np.ndarray):
+    """A copy of the array's bytes, shape and dtype (None for object arrays, whose elements
+    are references rather than values)."""
+    if arr.dtype.hasobject:
+        return None
+    return arr.shape, arr.dtype, arr.tobytes()
+
+
+def _changed(arr: np.ndarray, before) -> bool:
+    shape, dtype, data = before
+    return arr.shape != shape or arr.dtype != dtype or arr.tobytes() != data
+
+
+def _returned_arrays(result) -> list[tuple[int | None, np.ndarray]]:
+    """The arrays a function returned directly (position None) or as items of a returned
+    tuple or list (their 1-based position). Arrays inside a returned cache may refer to the
+    inputs: a backward pass needs them."""
+    if type(result) is np.ndarray:  # noqa: E721
+        return [(None, result)]
+    if type(result) in (tuple, list):
+        return [(i, v) for i, v in enumerate(result[:100], 1) if type(v) is np.ndarray]  # noqa: E721
+    return []
+
+
+def _shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.size == 0 or b.size == 0 or not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=10_000))
+    except _TooHard:  # too costly to decide exactly: the bounds overlap, call it shared
+        return True
+
+
+_TooHard = getattr(getattr(np, "exceptions", np), "TooHardError", Exception)
+
+
+def _modified_message(label: str) -> str:
+    a = label if label.isidentifier() else "a"
+    return (f"it modified the caller's array {label} in place; leave its arguments unchanged and return a new "
+            f"array instead (`{a} = {a} * m` makes a new array, `{a} *= m` and `{a}[...] = v` overwrite the "
+            f"caller's)")
+
+
+def _alias_message(position: int | None, label: str) -> str:
+    what = "the array it returned" if position is None else f"the array it returned in position {position}"
+    return (f"{what} is the caller's array {label} (or a view of it), so changing one changes the "
+            f"other; return a new array instead (e.g. {label.split('[')[0]}.copy() if it must be unchanged)")
+
+
+_CHECKS_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+_SOURCE_LABELS: dict[str, tuple[str, int]] = {}  # code file name -> (how to name it, lines before it)
+_GRADER_SOURCES: set[str] = set()  # files of the grader's own code (never the student's line)
+_library_dirs: tuple[str, ...] | None = None
+
+
+def label_source(filename: str, label: str | None, source: str = "") -> None:
+    """Name the code compiled from ``filename`` (e.g. ``"cell 7"``) in the locations of
+    exceptions; ``None`` marks it as the grader's own code, never shown as the student's.
+    ``source`` is the cell as written, so line numbers count the blank lines IPython drops
+    from a cell's start. The grader's runner names each notebook cell it runs, and itself,
+    this way."""
+    if label is None:
+        _GRADER_SOURCES.add(os.path.realpath(filename))
+    else:
+        _SOURCE_LABELS[filename] = (label, _leading_blank_lines(source))
+
+
+def _leading_blank_lines(source: str) -> int:
+    """Lines IPython removes from the start of a cell before compiling it."""
+    lines = source.splitlines()
+    return next((i for i, line in enumerate(lines) if line.strip()), 0)
+
+
+def _libraries() -> tuple[str, ...]:
+    """Folders of the Python installation and installed packages: not the student's code."""
+    global _library_dirs
+    if _library_dirs is None:
+        dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+        paths = sysconfig.get_paths()
+        dirs.update(paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib"))
+        with contextlib.suppress(Exception):
+            dirs.update(site.getsitepackages())
+            dirs.add(site.getusersitepackages())
+        _library_dirs = tuple(os.path.join(os.path.realpath(d), "") for d in dirs if d)
+    return _library_dirs
+
+
+def _is_student_code(filename: str) -> bool:
+    if filename in _SOURCE_LABELS:
+        return True
+    if filename.startswith("<"):
+        return not filename.startswith("<frozen")
+    path = os.path.realpath(filename)
+    return not path.startswith(_CHECKS_DIR) and not path.startswith(_libraries()) and path not in _GRADER_SOURCES
+
+
+def _source_label(filename: str) -> tuple[str, int]:
+    """How the student knows the code of ``filename`` (a cell the grader ran, a notebook cell
+    as IPython names it, a file), and the blank lines its cell had before the code."""
+    if filename in _SOURCE_LABELS:
+        return _SOURCE_LABELS[filename]
+    shell = sys.modules.get("IPython")
+    get_ipython = getattr(shell, "get_ipython", None)
+    with contextlib.suppress(Exception):
+        ip = get_ipython()
+        number = ip.compile._filename_map[filename]
+        raw = ""
+        with contextlib.suppress(Exception):
+            raw = ip.history_manager.input_hist_raw[number]
+        return f"Cell In[{number}]", _leading_blank_lines(raw)
+    return (filename if filename.startswith("<") else os.path.basename(filename)), 0
+
+
+def _student_line(exc: BaseException) -> str:
+    """Where in the student's code ``exc`` was raised: ``Cell In[7], line 3: out = x @ w``
+    (the deepest frame of the traceback that is the student's own code, not the checker's,
+    numpy's or Python's), or "" if none of the frames is."""
+    tb, where = exc.__traceback__, None
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if _is_student_code(filename):
+            where = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    if where is None:
+        return ""
+    filename, lineno = where
+    text = linecache.getline(filename, lineno).strip()
+    label, skipped = _source_label(filename)
+    location = f"{label}, line {lineno + skipped}"
+    return f"{location}: {text[:200]}" if text else location
+
+
+def _raised(exc: BaseException) -> str:
+    """``raised ValueError: ...``, with the line of the student's code it came from."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 (a hostile __str__)
+        text = "(its message could not be read)"
+    if len(text) > 500:
+        text = text[:500] + " ..."
+    message = f"raised {type(exc).__name__}: {text}" if text else f"raised {type(exc).__name__}"
+    where = _student_line(exc)
+    return f"{message}\n  at {where}" if where else message
+
 
 
 def input_note(check: Check, inputs: dict | None) -> str:
@@ -344,8 +584,8 @@ def chapter_checks(chapter: str) -> dict[str, Check]:
     return {c.grade_id: c for c in module.CHECKS}
 
 
-def get_check(grade_id: str) -> Check:
-    """The check with this grade_id; its chapter module is found from the id's prefix."""
+def _chapter_of(grade_id: str) -> dict[str, Check]:
+    """The checks of the chapter that holds ``grade_id``; its module is found from the prefix."""
     parts = grade_id.split("_")
     for i in range(1, len(parts)):
         chapter = "_".join(parts[:i])
@@ -354,12 +594,56 @@ def get_check(grade_id: str) -> Check:
         except (ImportError, LookupError):
             continue
         if grade_id in checks:
-            return checks[grade_id]
+            return checks
     raise KeyError(f"no check named {grade_id!r}")
 
 
+def get_check(grade_id: str) -> Check:
+    """The check with this grade_id; its chapter module is found from the id's prefix."""
+    return _chapter_of(grade_id)[grade_id]
+
+
+def cell_checks(grade_id: str) -> list[Check]:
+    """The checks of the test cell that runs check ``grade_id``: the visible one first."""
+    cell = get_check(grade_id).cell_id
+    return sorted((c for c in _chapter_of(grade_id).values() if c.cell_id == cell), key=lambda c: c.hidden)
+
+
+def _points(p: float) -> str:
+    return f"{p:g} point{'' if p == 1 else 's'}"
+
+
+def passed_line(check: Check, cell: list[Check]) -> str:
+    """What a test cell prints when ``check`` (one of ``cell``, the checks of its test cell)
+    passes: what it proves and how the cell's points are earned at grading time.
+
+    A cell scores all its points or none: the grader gives them only if every check of the
+    cell passes (:func:`autograder.judge.judge_run`, as nbgrader does for a test cell that
+    raises), and every check, the visible one included, runs again on new inputs. So a
+    passed visible check is a share of the points, not points kept. The numbers are the
+    checks' own. A hidden check is named by its number only (its name or description
+    could hint at its inputs).
+    """
+    total = sum(c.points for c in cell)
+    hidden = [c for c in cell if c.hidden]
+    if check.hidden:
+        n = next(i for i, c in enumerate(hidden, 1) if c.grade_id == check.grade_id)
+        return f"passed hidden check {n} of {len(hidden)} ({check.points:g} of this cell's {_points(total)})"
+    head = f"passed {check.grade_id}: {check.description}"
+    if not hidden:
+        every = "The 1 point of this cell is" if total == 1 else f"All {_points(total)} of this cell are"
+        return f"{head}\n  {every} tested here; at grading time this check runs again on new inputs."
+    rest = total - check.points
+    checks = f"{len(hidden)} hidden check{'s' if len(hidden) > 1 else ''}"
+    verb = "is" if check.points == 1 else "are"
+    return (f"{head}\n  {check.points:g} of this cell's {_points(total)} {verb} tested here; {rest:g} more come "
+            f"from {checks} on other inputs at grading time. The {_points(total)} are all-or-nothing: "
+            f"a hidden check that fails costs all of them.")
+
+
 def check(grade_id: str, fn: Callable, seed: int | None = None) -> None:
-    """Run a check from a notebook test cell: print one line if it passes, else fail the cell.
+    """Run a check from a notebook test cell: print what it proved if it passes (see
+    :func:`passed_line`), else fail the cell.
 
     Raises ``AssertionError`` with the failure message, which makes nbgrader score the
     cell 0. Returns nothing, so a notebook cell shows only the printed line.
@@ -368,8 +652,7 @@ def check(grade_id: str, fn: Callable, seed: int | None = None) -> None:
     result = run_check(spec, fn, seed)
     if not result.passed:
         raise AssertionError(f"{grade_id} failed. {result.message}")
-    points = f"{spec.points:g} point{'s' if spec.points != 1 else ''}"
-    print(f"passed {grade_id} ({points}): {spec.description}")
+    print(passed_line(spec, cell_checks(grade_id)))
 
 
 def numerical_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray, dout, h: float = 1e-5) -> np.ndarray:

@@ -129,7 +129,7 @@ def verdict(check: core.Check, got, inputs: dict, expected, status: str) -> tupl
         result = core.judge(check, got, inputs, expected())
         return result.passed, result.message
     if isinstance(got, str):
-        return False, f"{check.function}: {got}"
+        return False, f"{check.function}{core.input_note(check, inputs)}: {got}"
     if status == GRADED:
         return False, f"{check.function}: no valid result came back for this test"
     return False, f"{check.function}: not tested, because the notebook stopped before this test ({status})"

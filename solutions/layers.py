@@ -339,8 +339,8 @@ class BatchNorm(Layer):
 
     Training mode normalises with the batch statistics (the batch norm
     chapter) and updates the running statistics (the BN-at-inference
-    chapter, torch's momentum and unbiased-variance rule); eval mode is the fixed affine map
-    of the running statistics.
+    chapter, torch's momentum and unbiased-variance rule); eval mode is the
+    fixed affine map of the running statistics.
     """
 
     def __init__(self, num_features: int, momentum=0.1, eps: float = 1e-5):

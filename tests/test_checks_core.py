@@ -191,8 +191,8 @@ def test_passed_line_of_a_cell_with_hidden_checks_says_they_are_all_or_nothing()
     visible, hidden = _demo("demo_f_torch", 4), _demo("demo_f_torch_hidden", 3, True, "demo_f_torch")
     assert passed_line(visible, [visible, hidden]) == (
         "passed demo_f_torch: out matches torch on a (2, 3) input\n"
-        "  4 of this cell's 7 points are tested here; 3 more come from 1 hidden check on other inputs at "
-        "grading time. The 7 points are all-or-nothing: a hidden check that fails costs all of them.")
+        "  4 of this cell's 7 points are tested here; 3 more come from 1 hidden check at grading time, "
+        "on new inputs of the kinds the visible checks use. The 7 points are all-or-nothing: a hidden check that fails costs all of them.")
     # What a hidden check prints when it passes (at grading time): its number, not its name.
     assert passed_line(hidden, [visible, hidden]) == "passed hidden check 1 of 1 (3 of this cell's 7 points)"
     second = _demo("demo_f_torch_hidden_3d", 2, True, "demo_f_torch")
@@ -396,7 +396,12 @@ def test_running_statistics_written_in_place_are_named_not_reported_as_a_wrong_v
     assert message == ("batchnorm_train_step: it modified the caller's array running_mean in place; leave its "
                        "arguments unchanged and return a new array instead (`running_mean = running_mean * m` "
                        "makes a new array, `running_mean *= m` and `running_mean[...] = v` overwrite the caller's)")
-    assert run_check(hidden, in_place, seed=12345).message == message  # no seed, input or expected value in it
+    # The hidden check gives the same diagnosis, after the kind of input it used (no seed,
+    # value or expected value in it).
+    function, diagnosis = message.split(": ", 1)
+    hidden_message = run_check(hidden, in_place, seed=12345).message
+    assert hidden_message.startswith(f"{function} (hidden check on ")
+    assert hidden_message.endswith(f"): {diagnosis}")
     # Without the diagnosis (as if the contract allowed it), the same code showed only the symptom.
     unwatched = dataclasses.replace(visible, modifies=("running_mean", "running_var"))
     symptom = run_check(unwatched, in_place).message

@@ -187,7 +187,7 @@ def test_check_the_reference_exits_0(tmp_path):
     nbformat.write(reference(), str(path))
     code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 0
-    assert "Visible tests: 10 of 10 passed." in out and "will be graded as it is" in out
+    assert "Visible tests: 11 of 11 passed." in out and "will be graded as it is" in out
 
 
 def test_check_the_release_exits_1(tmp_path):
@@ -195,7 +195,7 @@ def test_check_the_release_exits_1(tmp_path):
     nbformat.write(release(), str(path))
     code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 1
-    assert "Visible tests: 0 of 10 passed." in out and "FAILED batchnorm_batchnorm_forward_torch_2d" in out
+    assert "Visible tests: 0 of 11 passed." in out and "FAILED batchnorm_batchnorm_forward_torch_2d" in out
 
 
 def test_check_malformed_json_exits_2(tmp_path):

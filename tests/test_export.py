@@ -193,3 +193,9 @@ def test_report_is_deterministic_and_fast(tmp_path):
     second = write_report(tmp_path / "b.html", list(reversed(records)), MANUAL, PARTS).read_bytes()
     assert first == second
     assert elapsed < 6  # about 1 s on an idle machine; a generous bound for a busy one
+
+
+def test_normalise_groups_one_exception_raised_on_different_lines():
+    a = "batchnorm_forward: raised ValueError: bad axis\n  at cell 12, line 5: m = x.mean(2)"
+    b = "batchnorm_forward: raised ValueError: bad axis\n  at Cell In[3], line 2: mu = x.mean(axis=2)"
+    assert normalise(a) == normalise(b) == "batchnorm_forward: raised ValueError: bad axis"

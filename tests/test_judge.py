@@ -102,8 +102,8 @@ def test_test_cells_show_a_line_per_passed_check_and_code_cells_their_outputs(pl
     # The notebook's own passed line (core.passed_line), then the hidden check by number only.
     assert out["text"].splitlines() == [
         f"passed {FORWARD}: out matches F.batch_norm(training=True) on a (8, 5) input",
-        "  5 of this cell's 10 points are tested here; 5 more come from 1 hidden check on other inputs at grading "
-        "time. The 10 points are all-or-nothing: a hidden check that fails costs all of them.",
+        "  5 of this cell's 10 points are tested here; 5 more come from 1 hidden check at grading time, on new "
+        "inputs of the kinds the visible checks use. The 10 points are all-or-nothing: a hidden check that fails costs all of them.",
         "passed hidden check 1 of 1 (5 of this cell's 10 points)",
     ]
     assert "another 2-D input" not in out["text"]  # a hidden check's description stays private
@@ -201,7 +201,11 @@ def test_a_diagnosis_made_in_the_sandbox_is_the_verdict_for_visible_and_hidden_c
     v = judge_run(plan, POSITIONS, run(frames + all_right(plan)[5:] + [DONE]), LIMITS)
     in_notebook = core.run_check(core.get_check(FORWARD), _forward_in_place).message
     assert in_notebook.startswith("batchnorm_forward: it modified the caller's array x in place;")
-    assert verdict(v, FORWARD).message == verdict(v, FORWARD_HIDDEN).message == in_notebook
+    assert verdict(v, FORWARD).message == in_notebook
+    # The hidden check: the same diagnosis, after the kind of input it used.
+    diagnosis = in_notebook.split(": ", 1)[1]
+    assert verdict(v, FORWARD_HIDDEN).message == (
+        f"batchnorm_forward{core.input_note(core.get_check(FORWARD_HIDDEN), plan.inputs[FORWARD_HIDDEN])}: {diagnosis}")
     assert awarded(v)[FORWARD] == 0.0
     assert v.outputs[POSITIONS[FORWARD]][-1]["evalue"] == f"{FORWARD} failed. {in_notebook}"
 

@@ -226,7 +226,7 @@ def frames(tmp_path_factory):
             IN_PLACE: [{"check": IN_PLACE, "function": "forward_in_place", "seed": 4}],
         },
         "block_torch": True,
-        "limits": {"cell_seconds": 1.0, "call_seconds": 1.0, "cell_output_bytes": CELL_CAP,
+        "limits": {"cell_seconds": 4.0, "call_seconds": 1.0, "cell_output_bytes": CELL_CAP,
                    "total_output_bytes": 4 * CELL_CAP},
     }
     (job / "plan.json").write_text(json.dumps(plan))
@@ -343,7 +343,7 @@ def test_an_error_becomes_an_error_output(frames):
 def test_a_slow_cell_is_stopped_and_the_next_cell_runs(frames):
     cells = cell_frames(frames)
     assert cells[8]["timed_out"] is True
-    assert cells[8]["seconds"] < 5
+    assert cells[8]["seconds"] < 8
     assert cells[8]["outputs"][-1]["ename"] == "TimeLimit"
     assert cells[9]["timed_out"] is False
     assert cells[9]["outputs"] == [

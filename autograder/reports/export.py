@@ -69,7 +69,10 @@ def write_grades_csv(
 
 def normalise(message: str) -> str:
     """A failure message with every number replaced by ``#``, so that the same mistake made
-    by different students (with different errors or indices) counts as one."""
+    by different students (with different errors or indices) counts as one. The location of
+    an exception in the student's code (``\n  at cell 12, line 5: ...``) differs per student
+    and is left out."""
+    message = message.split("\n  at ", 1)[0]
     return " ".join(_NUMBER.sub("#", message).split())
 
 

@@ -636,9 +636,12 @@ def passed_line(check: Check, cell: list[Check]) -> str:
     rest = total - check.points
     checks = f"{len(hidden)} hidden check{'s' if len(hidden) > 1 else ''}"
     verb = "is" if check.points == 1 else "are"
-    return (f"{head}\n  {check.points:g} of this cell's {_points(total)} {verb} tested here; {rest:g} more come "
-            f"from {checks} on other inputs at grading time. The {_points(total)} are all-or-nothing: "
-            f"a hidden check that fails costs all of them.")
+    # "of the kinds the visible checks use": tests/test_check_coverage.py holds every hidden
+    # check to kinds of input that a visible check of the same function exercises.
+    return (f"{head}\n  {check.points:g} of this cell's {_points(total)} {verb} tested here; "
+            f"{rest:g} more come from {checks} at grading time, on new inputs of the kinds the "
+            f"visible checks use. The {_points(total)} are all-or-nothing: a hidden check that "
+            f"fails costs all of them.")
 
 
 def check(grade_id: str, fn: Callable, seed: int | None = None) -> None:

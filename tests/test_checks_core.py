@@ -197,7 +197,7 @@ def test_passed_line_of_a_cell_with_hidden_checks_says_they_are_all_or_nothing()
     assert passed_line(hidden, [visible, hidden]) == "passed hidden check 1 of 1 (3 of this cell's 7 points)"
     second = _demo("demo_f_torch_hidden_3d", 2, True, "demo_f_torch")
     cell = [visible, hidden, second]
-    assert "4 of this cell's 9 points are tested here; 5 more come from 2 hidden checks on" in passed_line(visible, cell)
+    assert "4 of this cell's 9 points are tested here; 5 more come from 2 hidden checks at grading time" in passed_line(visible, cell)
     assert passed_line(second, cell) == "passed hidden check 2 of 2 (2 of this cell's 9 points)"
 
 

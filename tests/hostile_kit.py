@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -61,3 +62,10 @@ def output_text(output: dict) -> str:
     if output["output_type"] == "error":
         return f"{output['ename']}: {output['evalue']}"
     return output.get("data", {}).get("text/plain", "")
+
+
+def plain(message: str) -> str:
+    """A check's message without a hidden check's note on its kind of input, which comes
+    before the diagnosis it shares with the visible checks:
+    ``f (hidden check on a (4, 3) input): m`` -> ``f: m``."""
+    return re.sub(r"^(\w+) \(hidden check on .*?\): ", r"\1: ", message, count=1)

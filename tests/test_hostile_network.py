@@ -24,7 +24,7 @@ from autograder import grade, records, sandbox
 from autograder.authoring import course
 from autograder.records import GRADED, TIMED_OUT
 from autograder.store import RecordStore, default_url
-from hostile_kit import fingerprints, index, new_course, output_text, text, write_submission
+from hostile_kit import fingerprints, index, new_course, output_text, plain, text, write_submission
 
 # Skipped only where bubblewrap is missing, and never under CI: there a missing sandbox fails.
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CI"),
@@ -184,7 +184,8 @@ class Graded:
         return "\n".join(output_text(o) for o in self.cell(student, grade_id).outputs)
 
     def messages(self, student: str, cells: frozenset[str]) -> set[str]:
-        return {v.message for v in self.records[student].checks if v.cell in cells}
+        """The messages of the student's checks in these cells, hidden checks' notes removed."""
+        return {plain(v.message) for v in self.records[student].checks if v.cell in cells}
 
 
 def protected(c: Class) -> list[Path]:

@@ -83,7 +83,7 @@ def test_untouched_release_is_rebuilt_as_is():
     assert prepared.nbformat_minor == RELEASE["nbformat_minor"]
     tests = [(i, c["metadata"]["nbgrader"]["grade_id"]) for i, c in enumerate(RELEASE["cells"])
              if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"]
-    assert prepared.test_cells() == tests and len(tests) == 10
+    assert prepared.test_cells() == tests and len(tests) == 11
     assert {prepared.cells[i].kind for i, _ in tests} == {"test"}
     assert prepared.cells[at(RELEASE, SETUP)].kind == "code"
     assert prepared.cells[at(RELEASE, FORWARD)].kind == "code"
@@ -236,7 +236,7 @@ def test_a_notebook_of_another_exercise_is_noticed():
           "cells": [{"cell_type": "code", "metadata": {}, "source": "1", "outputs": [], "execution_count": None}]}
     prepared = rebuilt(nb)
     assert prepared.notes[0].startswith("None of the graded cells of batchnorm were found")
-    assert len(prepared.test_cells()) == 10
+    assert len(prepared.test_cells()) == 11
 
 
 def test_restore_leaves_its_input_alone():
@@ -312,7 +312,7 @@ def test_format_3_is_converted_and_restored(tmp_path):
     assert [c.grade_id for c in prepared.cells[1:]] == [
         c["metadata"].get("nbgrader", {}).get("grade_id") for c in RELEASE["cells"]
     ]
-    assert len(prepared.test_cells()) == 10
+    assert len(prepared.test_cells()) == 11
     nbformat.validate(to_notebook(prepared))
 
 

@@ -149,7 +149,9 @@ def provided_elsewhere(zip_member: str) -> set[str]:
     """
     if not zip_member.endswith(".ipynb"):
         return set()
-    chapter = Path(zip_member).stem
+    # The zip unpacks into a folder named after its chapter; besides the notebook it holds
+    # coursechecks/original.ipynb, a copy of the same released notebook.
+    chapter = Path(zip_member).parts[0]
     path = ROOT / "exercises" / "release" / chapter / f"{chapter}.ipynb"
     names = set()
     for cell in json.loads(path.read_text(encoding="utf8"))["cells"]:

@@ -11,27 +11,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.authoring import course
 from autograder.cli import main
+from course_kit import new_course, reference, release, run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 EXERCISES = REPO / "exercises"
 CHAPTER = "batchnorm"
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
-
-def release() -> nbformat.NotebookNode:
-    return course.read(EXERCISES / "release" / CHAPTER / f"{CHAPTER}.ipynb")
-
-
-def reference() -> nbformat.NotebookNode:
-    return course.fill_answers(release(), course.answers(course.read(EXERCISES / "source" / CHAPTER / f"{CHAPTER}.ipynb")))
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +24,9 @@ def graded(tmp_path_factory):
     """A batchnorm course graded through ``autograder grade`` for two students."""
     root = tmp_path_factory.mktemp("cli")
     course_dir = root / "course"
-    for part in ("source", "release"):
-        shutil.copytree(EXERCISES / part / CHAPTER, course_dir / part / CHAPTER, ignore=course.COPY_IGNORE)
-    shutil.copy(EXERCISES / "nbgrader_config.py", course_dir)
+    new_course(course_dir, CHAPTER)
     subs = root / "submissions"
-    for student, nb in (("ann", reference()), ("bob", release())):
+    for student, nb in (("ann", reference(CHAPTER)), ("bob", release(CHAPTER))):
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, str(subs / student / f"{CHAPTER}.ipynb"))
     code, out, err = run_cli("grade", subs, "--course", course_dir, "--jobs", 2, "--quiet")
@@ -184,7 +167,7 @@ def test_grade_feedback_and_export_work_on_a_postgresql_gradebook(graded, postgr
 
 def test_check_the_reference_exits_0(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
-    nbformat.write(reference(), str(path))
+    nbformat.write(reference(CHAPTER), str(path))
     code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 0
     assert "Visible tests: 11 of 11 passed." in out and "will be graded as it is" in out
@@ -192,7 +175,7 @@ def test_check_the_reference_exits_0(tmp_path):
 
 def test_check_the_release_exits_1(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
-    nbformat.write(release(), str(path))
+    nbformat.write(release(CHAPTER), str(path))
     code, out, _ = run_cli("check", path, "--course", EXERCISES)
     assert code == 1
     assert "Visible tests: 0 of 11 passed." in out and "FAILED batchnorm_batchnorm_forward_torch_2d" in out
@@ -212,7 +195,7 @@ def test_check_a_missing_notebook_exits_2(tmp_path):
 
 def test_check_with_a_missing_course_is_a_clear_error(tmp_path):
     path = tmp_path / f"{CHAPTER}.ipynb"
-    nbformat.write(release(), str(path))
+    nbformat.write(release(CHAPTER), str(path))
     code, _, err = run_cli("check", path, "--course", tmp_path / "nope")
     assert code == 2 and "nope" in err
 

@@ -27,8 +27,8 @@ from autograder import grade, records, sandbox
 from autograder.authoring import course
 from autograder.records import GRADED, INVALID, KERNEL_DIED, TIMED_OUT, TOO_LARGE
 from autograder.store import RecordStore, default_url
-from hostile_kit import Submission, fingerprints, new_course, output_text, write_submission
-from hostile_kit import index as _index, plain, text as _text
+from course_kit import Submission, fingerprints, new_course, output_text, write_submission
+from course_kit import index as _index, plain, text as _text
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed; CI installs it"

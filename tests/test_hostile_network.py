@@ -24,7 +24,7 @@ from autograder import grade, records, sandbox
 from autograder.authoring import course
 from autograder.records import GRADED, TIMED_OUT
 from autograder.store import RecordStore, default_url
-from hostile_kit import fingerprints, index, new_course, output_text, plain, text, write_submission
+from course_kit import fingerprints, index, new_course, output_text, plain, text, write_submission
 
 # Skipped only where bubblewrap is missing, and never under CI: there a missing sandbox fails.
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None and not os.environ.get("CI"),

@@ -3,39 +3,19 @@ score with nbgrader's own API (what formgrader's grade handler does), and find t
 ``grades.csv``, the LMS file, the feedback page and the class report; then regrade and find it
 still there. The autograder and formgrader share one database: the autograder sets a grade's
 ``auto_score`` only, formgrader its ``manual_score``, and a regrade never writes the latter."""
-import contextlib
 import csv
-import io
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder.authoring import course
-from autograder.cli import main
 from autograder.tools import tools_on_path
+from course_kit import new_course, reference, release, run_cli
 
-EXERCISES = Path(__file__).resolve().parent.parent / "exercises"
 CHAPTER = "batchnorm"
 
 WRITTEN = "batchnorm_experiment_sigmoid_depth"
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
-
-def release() -> nbformat.NotebookNode:
-    return course.read(EXERCISES / "release" / CHAPTER / f"{CHAPTER}.ipynb")
-
-
-def reference() -> nbformat.NotebookNode:
-    return course.fill_answers(release(), course.answers(course.read(EXERCISES / "source" / CHAPTER / f"{CHAPTER}.ipynb")))
 
 
 def formgrader_gives(url: str, student: str, score: float | None, comment: str | None = None) -> None:
@@ -72,11 +52,9 @@ def course_dir(tmp_path_factory):
     as handed out: its written answer untouched, which nbgrader scores 0 itself)."""
     root = tmp_path_factory.mktemp("manual")
     course_dir = root / "course"
-    for part in ("source", "release"):
-        shutil.copytree(EXERCISES / part / CHAPTER, course_dir / part / CHAPTER, ignore=course.COPY_IGNORE)
-    shutil.copy(EXERCISES / "nbgrader_config.py", course_dir)
+    new_course(course_dir, CHAPTER)
     subs = root / "submissions"
-    for student, nb in (("101", reference()), ("102", release())):
+    for student, nb in (("101", reference(CHAPTER)), ("102", release(CHAPTER))):
         (subs / student).mkdir(parents=True)
         nbformat.write(nb, str(subs / student / f"{CHAPTER}.ipynb"))
     code, _, err = run_cli("grade", subs, "--course", course_dir, "--jobs", 2, "--quiet")
@@ -123,7 +101,7 @@ def test_manual_grade_reaches_every_output_and_survives_regrades(course_dir):
         assert rows(export(course_dir) / "grades.csv")["101"]["total"] == "97"
 
     # A changed resubmission is graded again; the grader's score stays (nbgrader flags it for review).
-    nb = reference()
+    nb = reference(CHAPTER)
     nb.cells.append(nbformat.v4.new_markdown_cell("A note added after grading."))
     nbformat.write(nb, str(subs / "101" / f"{CHAPTER}.ipynb"))
     code, stdout, err = run_cli("grade", subs, "--course", course_dir, "--quiet")

@@ -1,8 +1,11 @@
-"""What the hostile-submission suites share: a one-chapter course with its reference
-submission, writing submissions, fingerprinting files, and reading cells and their outputs."""
+"""What several test modules share: a one-chapter course, its released notebook with and
+without the reference answers, the command line run in this process, writing submissions,
+fingerprinting files, and reading cells and their outputs."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -12,6 +15,7 @@ from typing import Callable
 import nbformat
 
 from autograder.authoring import course
+from autograder.cli import main
 
 # A notebook as JSON, raw bytes, or a function that writes the file itself.
 Submission = dict | bytes | Callable[[Path], None]
@@ -27,6 +31,25 @@ def new_course(course_dir: Path, chapter: str) -> dict:
     release = course.read(course_dir / "release" / chapter / f"{chapter}.ipynb")
     answers = course.answers(course.read(course_dir / "source" / chapter / f"{chapter}.ipynb"))
     return json.loads(nbformat.writes(course.fill_answers(release, answers)))
+
+
+def release(chapter: str) -> nbformat.NotebookNode:
+    """The chapter's notebook as handed out."""
+    return course.read(course.EXERCISES / "release" / chapter / f"{chapter}.ipynb")
+
+
+def reference(chapter: str) -> nbformat.NotebookNode:
+    """The released notebook with the reference answers filled in, as a student submits it."""
+    answers = course.answers(course.read(course.EXERCISES / "source" / chapter / f"{chapter}.ipynb"))
+    return course.fill_answers(release(chapter), answers)
+
+
+def run_cli(*args) -> tuple[int, str, str]:
+    """``autograder ARGS`` in this process: exit status, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 def write_submission(path: Path, submission: Submission) -> None:

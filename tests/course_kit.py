@@ -28,9 +28,7 @@ def new_course(course_dir: Path, chapter: str) -> dict:
     shutil.copy(course.EXERCISES / "nbgrader_config.py", course_dir / "nbgrader_config.py")
     for part in ("source", "release"):
         shutil.copytree(course.EXERCISES / part / chapter, course_dir / part / chapter, ignore=course.COPY_IGNORE)
-    release = course.read(course_dir / "release" / chapter / f"{chapter}.ipynb")
-    answers = course.answers(course.read(course_dir / "source" / chapter / f"{chapter}.ipynb"))
-    return json.loads(nbformat.writes(course.fill_answers(release, answers)))
+    return json.loads(nbformat.writes(reference(chapter)))
 
 
 def release(chapter: str) -> nbformat.NotebookNode:

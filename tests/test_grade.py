@@ -7,7 +7,6 @@ notebook."""
 import hashlib
 import io
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from autograder.authoring.course import _tools_on_path
 from autograder.grade import ChapterRun, Options
 from autograder.grading.record import Recorder
 from autograder.store import RecordStore
+from course_kit import new_course
 
 REPO = Path(__file__).resolve().parent.parent
 EXERCISES = REPO / "exercises"
@@ -36,9 +36,7 @@ STUDENTS = ("broken", "bug", "reference", "untouched")
 def copy_course(root: Path) -> Path:
     """The batchnorm chapter of ``exercises/`` (source and release) in a new course directory."""
     target = root / "course"
-    for part in ("source", "release"):
-        shutil.copytree(EXERCISES / part / CHAPTER, target / part / CHAPTER, ignore=course.COPY_IGNORE)
-    shutil.copy(EXERCISES / "nbgrader_config.py", target)
+    new_course(target, CHAPTER)
     return target
 
 

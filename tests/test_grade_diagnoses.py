@@ -20,6 +20,7 @@ from autograder.authoring.checks import core
 from autograder.parts import chapter_parts
 from autograder.reports import feedback
 from autograder.store import RecordStore
+from course_kit import new_course, plain
 
 CHAPTER = "bn_inference"
 BUGS = bugs.load(CHAPTER).BUGS
@@ -49,9 +50,7 @@ def _notebook(extra: dict[str, str]) -> str:
 def graded(tmp_path_factory):
     root = tmp_path_factory.mktemp("diagnoses")
     course_dir = root / "course"
-    for part in ("source", "release"):
-        shutil.copytree(course.EXERCISES / part / CHAPTER, course_dir / part / CHAPTER, ignore=course.COPY_IGNORE)
-    shutil.copy(course.EXERCISES / "nbgrader_config.py", course_dir)
+    new_course(course_dir, CHAPTER)
     students = {"in_place": {IN_PLACE["answer_cell"]: IN_PLACE["source"]},
                 "raises": {EVAL_ANSWER: RAISING_EVAL}}
     for student, extra in students.items():
@@ -73,7 +72,7 @@ def _diagnosis(verdict: records.CheckVerdict) -> str:
     function = verdict.message.split(" ", 1)[0].split(":", 1)[0]
     note = " (hidden check on " if verdict.hidden else ":"
     assert verdict.message.startswith(function + note), verdict.message
-    return verdict.message.split("): " if verdict.hidden else ": ", 1)[1]
+    return plain(verdict.message).split(": ", 1)[1]
 
 
 def _lost(rec: records.SubmissionRecord) -> set[str]:
